@@ -1,0 +1,143 @@
+"""What every API shares: the Api enum, provider specs, route declarations, resources."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Api(str, enum.Enum):
+    inference = "inference"
+    models = "models"
+    safety = "safety"
+    shields = "shields"
+    vector_io = "vector_io"
+    inspect = "inspect"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# APIs whose requests are sent to the provider owning the named resource, and the
+# routing-table API that keeps those resources.
+ROUTED_APIS: dict[Api, str] = {
+    Api.inference: "model",
+    Api.safety: "shield",
+    Api.vector_io: "vector_store",
+}
+# APIs the stack always serves itself (no provider is configured for them).
+BUILTIN_APIS = frozenset({Api.models, Api.shields, Api.inspect})
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """A provider, declared as plain data. Nothing here imports the provider's SDK."""
+
+    api: Api
+    provider_type: str
+    module: str
+    config_class: str
+    pip_packages: tuple[str, ...] = ()
+    api_dependencies: tuple[Api, ...] = ()
+    optional_api_dependencies: tuple[Api, ...] = ()
+    description: str = ""
+    extra: str | None = None  # the pip extra that installs pip_packages
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the HTTP surface and the Protocol method that serves it."""
+
+    method: str
+    path: str
+    sdk: str  # the LibraryClient/openai-SDK name, e.g. "chat.completions.create"
+    name: str = ""  # the Protocol method; filled in from the decorated function
+    api: Api | None = None
+    request_type: type[BaseModel] | None = None
+    response_type: type[Any] | None = None
+    stream_type: type[BaseModel] | None = None  # chunk type when the request asks to stream
+    route_key: str | None = None  # the request field naming the resource that picks the provider
+    summary: str = ""
+    path_params: tuple[str, ...] = field(default_factory=tuple)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def route(
+    method: str,
+    path: str,
+    *,
+    sdk: str,
+    stream: type[BaseModel] | None = None,
+    key: str | None = None,
+) -> Callable[[F], F]:
+    """Declare the HTTP route and SDK name of a Protocol method.
+
+    The request and response types are read from the method's annotations when the
+    route table is built, so they are written once, in the signature.
+    """
+
+    def mark(fn: F) -> F:
+        fn.__stackkit_route__ = Route(  # type: ignore[attr-defined]
+            method=method, path=path, sdk=sdk, stream_type=stream, route_key=key
+        )
+        return fn
+
+    return mark
+
+
+class Resource(BaseModel):
+    """A named thing a provider owns; routers send requests naming it to that provider."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+
+
+class ModelType(str, enum.Enum):
+    llm = "llm"
+    embedding = "embedding"
+
+
+class ModelResource(Resource):
+    type: Literal["model"] = "model"
+    model_type: ModelType = ModelType.llm
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["registered", "listed"] = "registered"
+
+
+class ShieldResource(Resource):
+    type: Literal["shield"] = "shield"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorStoreResource(Resource):
+    type: Literal["vector_store"] = "vector_store"
+    embedding_model: str | None = None
+    embedding_dimension: int | None = None
+
+
+RESOURCE_CLASSES: dict[str, type[Resource]] = {
+    "model": ModelResource,
+    "shield": ShieldResource,
+    "vector_store": VectorStoreResource,
+}
+
+
+class EmptyRequest(BaseModel):
+    """The request of an operation that takes no parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True

@@ -1,0 +1,199 @@
+"""VectorIO: OpenAI-style vector stores and raw chunk insert/query."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stackkit.apis.datatypes import DeleteResponse, route
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+# ---- raw chunks -----------------------------------------------------------------------------
+
+
+class Chunk(BaseModel):
+    content: str
+    chunk_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    embedding: list[float] | None = None
+
+
+class InsertChunksRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store_id: str
+    chunks: list[Chunk] = Field(min_length=1)
+
+
+class InsertChunksResponse(BaseModel):
+    inserted: int
+
+
+SearchMode = Literal["vector", "keyword", "hybrid"]
+
+
+class QueryParams(BaseModel):
+    max_chunks: int = Field(default=10, ge=1, le=1000)
+    score_threshold: float | None = None
+    mode: SearchMode = "vector"
+
+
+class QueryChunksRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store_id: str
+    query: str = Field(min_length=1)
+    params: QueryParams = Field(default_factory=QueryParams)
+
+
+class QueryChunksResponse(BaseModel):
+    chunks: list[Chunk]
+    scores: list[float]
+
+
+# ---- OpenAI vector stores -------------------------------------------------------------------
+
+
+class FileCounts(BaseModel):
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    total: int = 0
+
+
+class VectorStore(_Open):
+    id: str
+    object: Literal["vector_store"] = "vector_store"
+    created_at: int
+    name: str | None = None
+    usage_bytes: int = 0
+    file_counts: FileCounts = Field(default_factory=FileCounts)
+    status: Literal["expired", "in_progress", "completed"] = "completed"
+    expires_after: dict[str, Any] | None = None
+    expires_at: int | None = None
+    last_active_at: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorStoreList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VectorStore]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class CreateVectorStoreRequest(_Open):
+    name: str | None = None
+    file_ids: list[str] = Field(default_factory=list)
+    chunking_strategy: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    expires_after: dict[str, Any] | None = None
+    embedding_model: str | None = None
+    embedding_dimension: int | None = Field(default=None, ge=1)
+    provider_id: str | None = None
+
+
+class ListVectorStoresRequest(BaseModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+class VectorStoreIdRequest(BaseModel):
+    vector_store_id: str
+
+
+class UpdateVectorStoreRequest(_Open):
+    vector_store_id: str
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    expires_after: dict[str, Any] | None = None
+
+
+class RankingOptions(BaseModel):
+    ranker: str | None = None
+    score_threshold: float | None = None
+
+
+class SearchVectorStoreRequest(_Open):
+    vector_store_id: str
+    query: str | list[str]
+    filters: dict[str, Any] | None = None
+    max_num_results: int = Field(default=10, ge=1, le=50)
+    ranking_options: RankingOptions | None = None
+    rewrite_query: bool = False
+    search_mode: SearchMode = "vector"
+
+
+class SearchResultContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class SearchResult(BaseModel):
+    file_id: str | None = None
+    filename: str | None = None
+    score: float
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    content: list[SearchResultContent]
+
+
+class SearchResultsPage(BaseModel):
+    object: Literal["vector_store.search_results.page"] = "vector_store.search_results.page"
+    search_query: str | list[str]
+    data: list[SearchResult]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+@runtime_checkable
+class VectorIO(Protocol):
+    @route("POST", "/v1/vector-io/insert", sdk="vector_io.insert", key="vector_store_id")
+    async def insert_chunks(self, request: InsertChunksRequest) -> InsertChunksResponse:
+        """Insert chunks (embedded by the store's embedding model when no embedding is given)."""
+        ...
+
+    @route("POST", "/v1/vector-io/query", sdk="vector_io.query", key="vector_store_id")
+    async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
+        """Find the chunks nearest a query."""
+        ...
+
+    @route("POST", "/v1/vector_stores", sdk="vector_stores.create")
+    async def create_vector_store(self, request: CreateVectorStoreRequest) -> VectorStore:
+        """Create a vector store."""
+        ...
+
+    @route("GET", "/v1/vector_stores", sdk="vector_stores.list")
+    async def list_vector_stores(self, request: ListVectorStoresRequest) -> VectorStoreList:
+        """List vector stores."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}", sdk="vector_stores.retrieve", key="vector_store_id")
+    async def get_vector_store(self, request: VectorStoreIdRequest) -> VectorStore:
+        """Get one vector store."""
+        ...
+
+    @route("POST", "/v1/vector_stores/{vector_store_id}", sdk="vector_stores.update", key="vector_store_id")
+    async def update_vector_store(self, request: UpdateVectorStoreRequest) -> VectorStore:
+        """Rename a vector store or change its metadata."""
+        ...
+
+    @route("DELETE", "/v1/vector_stores/{vector_store_id}", sdk="vector_stores.delete", key="vector_store_id")
+    async def delete_vector_store(self, request: VectorStoreIdRequest) -> DeleteResponse:
+        """Delete a vector store and its chunks."""
+        ...
+
+    @route(
+        "POST", "/v1/vector_stores/{vector_store_id}/search", sdk="vector_stores.search", key="vector_store_id"
+    )
+    async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
+        """Search a vector store (vector, keyword or hybrid)."""
+        ...

@@ -1,0 +1,284 @@
+"""run.yaml: the models, ``${env.VAR}`` substitution, and errors that name file, line and field.
+
+Env substitution forms (anywhere in a string value):
+
+* ``${env.VAR}``            the value of VAR; an error if VAR is unset
+* ``${env.VAR:=default}``   VAR if set and non-empty, else ``default``
+* ``${env.VAR:+value}``     ``value`` if VAR is set and non-empty, else empty
+
+A provider whose ``provider_id`` resolves to empty is disabled: that is how
+distributions turn providers on by environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from stackkit.apis.datatypes import Api, ModelType
+from stackkit.errors import ConfigError
+
+DISTRIBUTIONS_DIR = Path(__file__).resolve().parent.parent / "distributions"
+_ENV = re.compile(r"\$\{env\.(\w+)(?:(:=|:\+)([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ProviderConfig(_Strict):
+    provider_id: str
+    provider_type: str | None = None
+    module: str | None = Field(default=None, description="third-party provider module exposing `provider_spec`")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class StorageBackend(_Strict):
+    type: str = Field(description="sqlite or memory")
+    db_path: str | None = None
+
+
+class StorageConfig(_Strict):
+    backends: dict[str, StorageBackend] = Field(default_factory=dict)
+    stores: dict[str, str] = Field(default_factory=dict, description="store name -> backend name")
+
+
+class ModelInput(_Strict):
+    model_id: str
+    provider_id: str | None = None
+    provider_model_id: str | None = None
+    model_type: ModelType = ModelType.llm
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ShieldInput(_Strict):
+    shield_id: str
+    provider_id: str | None = None
+    provider_shield_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorStoreInput(_Strict):
+    vector_store_id: str
+    provider_id: str | None = None
+    embedding_model: str | None = None
+    embedding_dimension: int | None = None
+
+
+class RegisteredResources(_Strict):
+    models: list[ModelInput] = Field(default_factory=list)
+    shields: list[ShieldInput] = Field(default_factory=list)
+    vector_stores: list[VectorStoreInput] = Field(default_factory=list)
+
+
+class CorsConfig(_Strict):
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_methods: list[str] = Field(default_factory=lambda: ["*"])
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    allow_credentials: bool = False
+
+
+class LimitsConfig(_Strict):
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8321, ge=0, le=65535)
+    cors: CorsConfig | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: dict[str, Any] | None = None
+    access_log: bool = True
+
+
+class RunConfig(_Strict):
+    version: int = 2
+    distro_name: str = "custom"
+    apis: list[Api] = Field(default_factory=list)
+    providers: dict[Api, list[ProviderConfig]] = Field(default_factory=dict)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    registered_resources: RegisteredResources = Field(default_factory=RegisteredResources)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: dict[str, Any] | None = None
+    safety: dict[str, Any] = Field(default_factory=dict)
+    model_refresh_timeout: float = Field(default=5.0, gt=0)
+
+    # where the config came from, for error messages (not part of the file)
+    source: str | None = Field(default=None, exclude=True)
+    lines: dict[tuple[str | int, ...], int] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("providers")
+    @classmethod
+    def _drop_disabled(cls, providers: dict[Api, list[ProviderConfig]]) -> dict[Api, list[ProviderConfig]]:
+        return {api: [p for p in ps if p.provider_id] for api, ps in providers.items()}
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The YAML line of a field (or of its nearest parent that has one)."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, message: str, *path: str | int) -> ConfigError:
+        """A ConfigError pointing at `path` in this config's file."""
+        field = _dotted(path) if path else None
+        return ConfigError(message, file=self.source, line=self.line_of(*path), field=field)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ---- YAML with line numbers -----------------------------------------------------------------
+
+
+def _line_map(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            _line_map(value, sub, out)
+            out[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def substitute_env(value: Any, env: Mapping[str, str], path: tuple[str | int, ...] = ()) -> Any:
+    """Replace ``${env.…}`` in every string of `value`; raises KeyError(path, var) when unset."""
+    if isinstance(value, dict):
+        return {k: substitute_env(v, env, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, env, (*path, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        current = env.get(name)
+        if op == ":=":
+            return current if current else arg
+        if op == ":+":
+            return arg if current else ""
+        if current is None:
+            raise _UnsetEnv(path, name)
+        return current
+
+    return _ENV.sub(one, value)  # pydantic reads "8321" as an int where an int is wanted
+
+
+class _UnsetEnv(Exception):
+    def __init__(self, path: tuple[str | int, ...], name: str) -> None:
+        self.path, self.name = path, name
+
+
+# ---- loading --------------------------------------------------------------------------------
+
+
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A distribution name (``starter``) or a path to a run.yaml."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"No such config file: {path}. Pass a run.yaml path or a distribution name.")
+        return path
+    template = DISTRIBUTIONS_DIR / f"{text}.yaml"
+    if not template.is_file():
+        known = ", ".join(sorted(list_distributions())) or "none"
+        raise ConfigError(
+            f"Unknown distribution '{text}'. Known distributions: {known}; or pass a path to a run.yaml."
+        )
+    return template
+
+
+def list_distributions() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(DISTRIBUTIONS_DIR.glob("*.yaml"))}
+
+
+def load_config(
+    name_or_path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> RunConfig:
+    """Read, substitute and validate a run.yaml or a distribution."""
+    path = resolve_config_path(name_or_path)
+    return parse_config(path.read_text(), source=str(path), env=env)
+
+
+def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> RunConfig:
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax", file=source, line=line)
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("a run config must be a YAML mapping (version, apis, providers, ...)", file=source, line=1)
+    try:
+        data = substitute_env(raw, os.environ if env is None else env)
+    except _UnsetEnv as unset:
+        raise ConfigError(
+            f"environment variable {unset.name} is not set. Set it (export {unset.name}=...), "
+            f"or give a default with ${{env.{unset.name}:=value}}",
+            file=source,
+            line=lines.get(unset.path),
+            field=_dotted(unset.path),
+        ) from None
+    return validate_config(data, source=source, lines=lines)
+
+
+def validate_config(
+    data: dict[str, Any], *, source: str = "<config>", lines: dict[tuple[str | int, ...], int] | None = None
+) -> RunConfig:
+    lines = lines or {}
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _first_validation_error(exc, source, lines) from None
+    config.source, config.lines = source, lines
+    if not config.apis:
+        config.apis = [api for api, ps in config.providers.items() if ps]
+    return config
+
+
+def _first_validation_error(
+    exc: ValidationError, source: str, lines: dict[tuple[str | int, ...], int]
+) -> ConfigError:
+    err = exc.errors()[0]
+    path = tuple(err["loc"])
+    line = None
+    probe = path
+    while probe and line is None:
+        line = lines.get(probe)
+        probe = probe[:-1]
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        fix = f"remove '{path[-1]}' (not a known field here) or check its spelling"
+    elif err["type"] == "missing":
+        fix = f"add the required field '{path[-1]}'"
+    else:
+        fix = f"got {err.get('input')!r}; fix the value"
+    count = exc.error_count()
+    more = f" (and {count - 1} more error(s))" if count > 1 else ""
+    return ConfigError(f"{msg}: {fix}{more}", file=source, line=line, field=_dotted(path))
+
+
+def default_state_dir(distro_name: str) -> Path:
+    """Where embedded stores live: ``$STACKKIT_HOME/<distro>`` (default ``~/.stackkit/<distro>``)."""
+    home = os.environ.get("STACKKIT_HOME") or os.path.expanduser("~/.stackkit")
+    return Path(home) / distro_name

@@ -1,0 +1,416 @@
+"""Routing tables (registries of models, shields, vector stores) and the routers over them.
+
+A request naming a resource goes to the provider that owns it: by registered id, by
+``provider_id/upstream_id`` straight to that provider, or by an upstream id that exactly one
+provider listed. Registered resources persist in the KV store; listed ones are refreshed
+from the providers in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stackkit.apis.datatypes import (
+    RESOURCE_CLASSES,
+    DeleteResponse,
+    EmptyRequest,
+    ModelResource,
+    ModelType,
+    Resource,
+    ShieldResource,
+    VectorStoreResource,
+)
+from stackkit.apis.inference import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from stackkit.apis.models import GetModelRequest, Model, ModelList, RegisterModelRequest
+from stackkit.apis.safety import ModerationRequest, ModerationResponse, RunShieldRequest, RunShieldResponse
+from stackkit.apis.shields import GetShieldRequest, RegisterShieldRequest, Shield, ShieldList
+from stackkit.apis.vector_io import (
+    CreateVectorStoreRequest,
+    InsertChunksRequest,
+    InsertChunksResponse,
+    ListVectorStoresRequest,
+    QueryChunksRequest,
+    QueryChunksResponse,
+    SearchResultsPage,
+    SearchVectorStoreRequest,
+    UpdateVectorStoreRequest,
+    VectorStore,
+    VectorStoreIdRequest,
+    VectorStoreList,
+)
+from stackkit.core.storage import KVStore
+from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
+
+log = logging.getLogger("stackkit.routing")
+
+_NOUN = {"model": "Model", "shield": "Shield", "vector_store": "Vector store"}
+
+
+class ResourceTable:
+    """The resources of one kind and the providers (by provider_id) that own them."""
+
+    def __init__(self, kind: str, providers: dict[str, Any], kvstore: KVStore) -> None:
+        self.kind = kind
+        self.providers = providers
+        self._kv = kvstore
+        self._registered: dict[str, Resource] = {}
+        self._listed: dict[str, Resource] = {}
+        self._by_upstream: dict[str, list[Resource]] = {}
+
+    async def load(self) -> None:
+        cls = RESOURCE_CLASSES[self.kind]
+        for _, value in await self._kv.range(f"{self.kind}:"):
+            resource = cls.model_validate_json(value)
+            if resource.provider_id in self.providers:
+                self._registered[resource.identifier] = resource
+            else:
+                log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
+                            resource.provider_id)
+
+    def provider_ids(self) -> list[str]:
+        return list(self.providers)
+
+    def default_provider_id(self, what: str) -> str:
+        if len(self.providers) == 1:
+            return next(iter(self.providers))
+        if not self.providers:
+            raise InvalidRequestError(f"No provider is configured that can serve {what}; add one to run.yaml.")
+        raise InvalidRequestError(
+            f"provider_id is required when several providers are configured: {', '.join(self.providers)}",
+            param="provider_id",
+        )
+
+    def declare(self, resource: Resource) -> None:
+        """A resource from run.yaml: it wins over a persisted one of the same id, and is not persisted."""
+        self._registered[resource.identifier] = resource
+
+    async def register(self, resource: Resource) -> Resource:
+        if resource.provider_id not in self.providers:
+            raise NotFoundError(
+                f"Provider '{resource.provider_id}' is not configured for {self.kind}s. "
+                f"Configured: {', '.join(self.providers) or 'none'}.",
+                param="provider_id",
+            )
+        existing = self._registered.get(resource.identifier)
+        if existing is not None and existing != resource:
+            raise ConflictError(
+                f"{_NOUN[self.kind]} '{resource.identifier}' is already registered with provider "
+                f"'{existing.provider_id}'; delete it first or pick another id."
+            )
+        self._registered[resource.identifier] = resource
+        await self._kv.set(f"{self.kind}:{resource.identifier}", resource.model_dump_json())
+        return resource
+
+    async def unregister(self, identifier: str) -> Resource:
+        resource = self._registered.pop(identifier, None)
+        if resource is None:
+            raise self._not_found(identifier)
+        await self._kv.delete(f"{self.kind}:{identifier}")
+        return resource
+
+    def set_listed(self, provider_id: str, resources: list[Resource]) -> None:
+        self._listed = {k: r for k, r in self._listed.items() if r.provider_id != provider_id}
+        registered = {(r.provider_id, r.provider_resource_id) for r in self._registered.values()}
+        for r in resources:
+            if (r.provider_id, r.provider_resource_id) not in registered:
+                self._listed[r.identifier] = r
+        self._by_upstream = {}
+        for r in self._listed.values():
+            self._by_upstream.setdefault(r.provider_resource_id, []).append(r)
+
+    def all(self) -> list[Resource]:
+        return [*self._registered.values(), *self._listed.values()]
+
+    def get(self, identifier: str) -> Resource:
+        if not self.providers:
+            raise ProviderUnavailableError(
+                f"No provider is configured to serve {self.kind}s. Add one to run.yaml "
+                "(or set the env var that enables it in your distribution) and restart."
+            )
+        found = self._registered.get(identifier) or self._listed.get(identifier)
+        if found is not None:
+            return found
+        head, sep, tail = identifier.partition("/")
+        if sep and head in self.providers and tail:
+            cls = RESOURCE_CLASSES[self.kind]
+            return cls(identifier=identifier, provider_id=head, provider_resource_id=tail)
+        candidates = self._by_upstream.get(identifier, ())
+        if len(candidates) == 1:
+            return candidates[0]
+        raise self._not_found(identifier)
+
+    def resolve(self, identifier: str) -> tuple[Any, Resource]:
+        """The provider implementation that owns `identifier`, and the resource."""
+        resource = self.get(identifier)
+        return self.providers[resource.provider_id], resource
+
+    def _not_found(self, identifier: str) -> NotFoundError:
+        known = sorted(r.identifier for r in self.all())
+        shown = ", ".join(known[:50]) + (f" (and {len(known) - 50} more)" if len(known) > 50 else "")
+        return NotFoundError(
+            f"{_NOUN[self.kind]} '{identifier}' not found. Known {self.kind}s: {shown or 'none'}. "
+            f"Register it (registered_resources.{self.kind}s in run.yaml or the register endpoint), "
+            f"or name it as 'provider_id/{self.kind}_id' with a configured provider "
+            f"({', '.join(self.providers) or 'none'}).",
+            code=f"{self.kind}_not_found",
+        )
+
+
+# ---- routing tables served as APIs ----------------------------------------------------------
+
+
+def _model_view(r: Resource) -> Model:
+    assert isinstance(r, ModelResource)
+    return Model(
+        id=r.identifier,
+        owned_by=r.provider_id,
+        provider_id=r.provider_id,
+        provider_model_id=r.provider_resource_id,
+        model_type=r.model_type,
+        metadata=r.metadata,
+    )
+
+
+class ModelsTable:
+    """The Models API, over the inference providers' resource table."""
+
+    def __init__(self, table: ResourceTable) -> None:
+        self.table = table
+
+    async def list_models(self, request: EmptyRequest) -> ModelList:
+        return ModelList(data=[_model_view(r) for r in self.table.all()])
+
+    async def get_model(self, request: GetModelRequest) -> Model:
+        return _model_view(self.table.get(request.model_id))
+
+    async def register_model(self, request: RegisterModelRequest) -> Model:
+        provider_id = request.provider_id or self.table.default_provider_id("models")
+        resource = ModelResource(
+            identifier=request.model_id,
+            provider_id=provider_id,
+            provider_resource_id=request.provider_model_id or request.model_id,
+            model_type=request.model_type,
+            metadata=request.metadata,
+        )
+        return _model_view(await self.table.register(resource))
+
+    async def unregister_model(self, request: GetModelRequest) -> DeleteResponse:
+        await self.table.unregister(request.model_id)
+        return DeleteResponse(id=request.model_id, object="model")
+
+
+def _shield_view(r: Resource) -> Shield:
+    assert isinstance(r, ShieldResource)
+    return Shield(
+        identifier=r.identifier, provider_id=r.provider_id, provider_resource_id=r.provider_resource_id,
+        params=r.params,
+    )
+
+
+class ShieldsTable:
+    """The Shields API, over the safety providers' resource table."""
+
+    def __init__(self, table: ResourceTable) -> None:
+        self.table = table
+
+    async def list_shields(self, request: EmptyRequest) -> ShieldList:
+        return ShieldList(data=[_shield_view(r) for r in self.table.all()])
+
+    async def get_shield(self, request: GetShieldRequest) -> Shield:
+        return _shield_view(self.table.get(request.identifier))
+
+    async def register_shield(self, request: RegisterShieldRequest) -> Shield:
+        provider_id = request.provider_id or self.table.default_provider_id("shields")
+        resource = ShieldResource(
+            identifier=request.shield_id,
+            provider_id=provider_id,
+            provider_resource_id=request.provider_shield_id or request.shield_id,
+            params=request.params,
+        )
+        return _shield_view(await self.table.register(resource))
+
+    async def unregister_shield(self, request: GetShieldRequest) -> DeleteResponse:
+        await self.table.unregister(request.identifier)
+        return DeleteResponse(id=request.identifier, object="shield")
+
+
+# ---- routers --------------------------------------------------------------------------------
+
+
+class InferenceRouter:
+    def __init__(self, table: ResourceTable) -> None:
+        self.table = table
+
+    def _route(self, model: str, want: ModelType) -> tuple[Any, str]:
+        impl, resource = self.table.resolve(model)
+        if isinstance(resource, ModelResource) and resource.model_type is not want:
+            raise InvalidRequestError(
+                f"Model '{model}' is a {resource.model_type.value} model; this endpoint needs a {want.value} "
+                f"model.",
+                param="model",
+            )
+        return impl, resource.provider_resource_id
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        impl, upstream = self._route(request.model, ModelType.llm)
+        if upstream != request.model:
+            request = request.model_copy(update={"model": upstream})
+        return await impl.chat_completion(request)  # type: ignore[no-any-return]
+
+    async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
+        impl, upstream = self._route(request.model, ModelType.llm)
+        if upstream != request.model:
+            request = request.model_copy(update={"model": upstream})
+        return await impl.completion(request)  # type: ignore[no-any-return]
+
+    async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        impl, upstream = self._route(request.model, ModelType.embedding)
+        if upstream != request.model:
+            request = request.model_copy(update={"model": upstream})
+        return await impl.embeddings(request)  # type: ignore[no-any-return]
+
+    async def list_provider_models(self) -> None:
+        return None
+
+    async def refresh(self, timeout: float) -> None:
+        """Ask every provider which models it serves; a slow or failing provider is skipped."""
+        await asyncio.gather(*(self._refresh_one(pid, impl, timeout) for pid, impl in self.table.providers.items()))
+
+    async def _refresh_one(self, provider_id: str, impl: Any, timeout: float) -> None:
+        lister = getattr(impl, "list_provider_models", None)
+        if lister is None:
+            return
+        try:
+            listed = await asyncio.wait_for(lister(), timeout)
+        except Exception as exc:  # noqa: BLE001 - a provider's listing must never break the stack
+            log.warning("could not list models of provider %r: %s", provider_id, exc or type(exc).__name__)
+            return
+        if listed is None:
+            return
+        self.table.set_listed(
+            provider_id,
+            [
+                ModelResource(
+                    identifier=f"{provider_id}/{m.provider_model_id}",
+                    provider_id=provider_id,
+                    provider_resource_id=m.provider_model_id,
+                    model_type=ModelType(m.model_type),
+                    metadata=m.metadata,
+                    source="listed",
+                )
+                for m in listed
+            ],
+        )
+
+
+class SafetyRouter:
+    def __init__(self, table: ResourceTable, default_shield_id: str | None = None) -> None:
+        self.table = table
+        self.default_shield_id = default_shield_id
+
+    async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
+        impl, resource = self.table.resolve(request.shield_id)
+        if resource.provider_resource_id != request.shield_id:
+            request = request.model_copy(update={"shield_id": resource.provider_resource_id})
+        return await impl.run_shield(request)  # type: ignore[no-any-return]
+
+    async def moderation(self, request: ModerationRequest) -> ModerationResponse:
+        shield_id = request.model or self.default_shield_id
+        if shield_id is None:
+            shields = self.table.all()
+            if len(shields) != 1:
+                raise InvalidRequestError(
+                    "Name the shield to use in `model`, or set safety.default_shield_id in run.yaml.",
+                    param="model",
+                )
+            shield_id = shields[0].identifier
+        impl, resource = self.table.resolve(shield_id)
+        response: ModerationResponse = await impl.moderation(
+            request.model_copy(update={"model": resource.provider_resource_id})
+        )
+        response.model = shield_id
+        return response
+
+
+class VectorIORouter:
+    def __init__(self, table: ResourceTable) -> None:
+        self.table = table
+
+    async def insert_chunks(self, request: InsertChunksRequest) -> InsertChunksResponse:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await impl.insert_chunks(request)  # type: ignore[no-any-return]
+
+    async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await impl.query_chunks(request)  # type: ignore[no-any-return]
+
+    async def create_vector_store(self, request: CreateVectorStoreRequest) -> VectorStore:
+        provider_id = request.provider_id or self.table.default_provider_id("vector stores")
+        if provider_id not in self.table.providers:
+            raise NotFoundError(
+                f"Provider '{provider_id}' is not configured for vector_io. "
+                f"Configured: {', '.join(self.table.providers)}.",
+                param="provider_id",
+            )
+        store: VectorStore = await self.table.providers[provider_id].create_vector_store(request)
+        await self.table.register(
+            VectorStoreResource(
+                identifier=store.id,
+                provider_id=provider_id,
+                provider_resource_id=store.id,
+                embedding_model=request.embedding_model,
+                embedding_dimension=request.embedding_dimension,
+            )
+        )
+        return store
+
+    async def list_vector_stores(self, request: ListVectorStoresRequest) -> VectorStoreList:
+        stores: list[VectorStore] = []
+        for resource in self.table.all():
+            impl = self.table.providers[resource.provider_id]
+            stores.append(await impl.get_vector_store(VectorStoreIdRequest(vector_store_id=resource.identifier)))
+        stores.sort(key=lambda s: (s.created_at, s.id), reverse=request.order == "desc")
+        ids = [s.id for s in stores]
+        if request.after in ids:
+            stores = stores[ids.index(request.after) + 1 :]
+        elif request.before in ids:
+            stores = stores[: ids.index(request.before)]
+        page = stores[: request.limit]
+        return VectorStoreList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=len(stores) > len(page),
+        )
+
+    async def get_vector_store(self, request: VectorStoreIdRequest) -> VectorStore:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await impl.get_vector_store(request)  # type: ignore[no-any-return]
+
+    async def update_vector_store(self, request: UpdateVectorStoreRequest) -> VectorStore:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await impl.update_vector_store(request)  # type: ignore[no-any-return]
+
+    async def delete_vector_store(self, request: VectorStoreIdRequest) -> DeleteResponse:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        response: DeleteResponse = await impl.delete_vector_store(request)
+        await self.table.unregister(request.vector_store_id)
+        return response
+
+    async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await impl.search_vector_store(request)  # type: ignore[no-any-return]
+

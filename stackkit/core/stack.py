@@ -1,0 +1,238 @@
+"""Stack: build the providers, routers and routing tables of a RunConfig; start and stop them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from stackkit.apis.datatypes import (
+    ROUTED_APIS,
+    Api,
+    EmptyRequest,
+    ModelResource,
+    Resource,
+    ShieldResource,
+    VectorStoreResource,
+)
+from stackkit.apis.inspect import (
+    GetProviderRequest,
+    HealthInfo,
+    ProviderInfo,
+    ProviderList,
+    RouteInfo,
+    RouteList,
+    VersionInfo,
+)
+from stackkit.apis.protocols import route_table
+from stackkit.core.config import RunConfig, load_config
+from stackkit.core.resolver import PlannedProvider, create_provider, plan
+from stackkit.core.routing import (
+    InferenceRouter,
+    ModelsTable,
+    ResourceTable,
+    SafetyRouter,
+    ShieldsTable,
+    VectorIORouter,
+)
+from stackkit.core.storage import KVStore, open_kvstore
+from stackkit.errors import NotFoundError
+
+log = logging.getLogger("stackkit")
+_SECRET_WORDS = ("key", "secret", "token", "password")
+
+
+def version() -> str:
+    from stackkit import __version__
+
+    return __version__
+
+
+class Stack:
+    """Everything a RunConfig describes, running. Build it with ``await Stack.create(config)``."""
+
+    def __init__(self, config: RunConfig, kvstore: KVStore) -> None:
+        self.config = config
+        self.kvstore = kvstore
+        self.providers: list[PlannedProvider] = []
+        self.impls: dict[Api, Any] = {}
+        self.tables: dict[Api, ResourceTable] = {}
+        self._refresh_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def create(cls, config: RunConfig | str | os.PathLike[str]) -> Stack:
+        if not isinstance(config, RunConfig):
+            config = load_config(config)
+        ordered = plan(config)  # validates everything before anything is created
+        stack = cls(config, open_kvstore(config))
+        try:
+            await stack._build(ordered)
+        except BaseException:
+            await stack.shutdown()
+            raise
+        return stack
+
+    async def _build(self, ordered: list[PlannedProvider]) -> None:
+        for api, group in itertools.groupby(ordered, key=lambda p: p.api):
+            created: dict[str, Any] = {}
+            for p in group:
+                p.impl = await create_provider(p, self.impls)
+                self.providers.append(p)
+                created[p.provider_id] = p.impl
+            self.impls[api] = self._router(api, created) if api in ROUTED_APIS else next(iter(created.values()))
+        for api in self.served_apis():
+            if api in ROUTED_APIS and api not in self.impls:
+                self.impls[api] = self._router(api, {})
+        for table in self.tables.values():
+            await table.load()
+        await self._declare_resources()
+        self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
+        if Api.safety in self.impls:
+            self.impls[Api.shields] = ShieldsTable(self.tables[Api.safety])
+        self.impls[Api.inspect] = StackInspector(self)
+
+    def served_apis(self) -> list[Api]:
+        apis = set(self.config.apis) | {p.api for p in self.providers} | {Api.inference}
+        apis |= {Api.models, Api.inspect}
+        if Api.safety in apis:
+            apis.add(Api.shields)
+        return [api for api in Api if api in apis]
+
+    def _router(self, api: Api, providers: dict[str, Any]) -> Any:
+        table = ResourceTable(ROUTED_APIS[api], providers, self.kvstore)
+        self.tables[api] = table
+        if api is Api.inference:
+            return InferenceRouter(table)
+        if api is Api.safety:
+            return SafetyRouter(table, self.config.safety.get("default_shield_id"))
+        return VectorIORouter(table)
+
+    async def _declare_resources(self) -> None:
+        res = self.config.registered_resources
+        declared: list[tuple[Api, Resource]] = []
+        for i, m in enumerate(res.models):
+            pid = self._provider_for(Api.inference, m.provider_id, ("registered_resources", "models", i))
+            declared.append((Api.inference, ModelResource(
+                identifier=m.model_id, provider_id=pid, provider_resource_id=m.provider_model_id or m.model_id,
+                model_type=m.model_type, metadata=m.metadata,
+            )))
+        for i, s in enumerate(res.shields):
+            pid = self._provider_for(Api.safety, s.provider_id, ("registered_resources", "shields", i))
+            declared.append((Api.safety, ShieldResource(
+                identifier=s.shield_id, provider_id=pid, provider_resource_id=s.provider_shield_id or s.shield_id,
+                params=s.params,
+            )))
+        for i, v in enumerate(res.vector_stores):
+            pid = self._provider_for(Api.vector_io, v.provider_id, ("registered_resources", "vector_stores", i))
+            declared.append((Api.vector_io, VectorStoreResource(
+                identifier=v.vector_store_id, provider_id=pid, provider_resource_id=v.vector_store_id,
+                embedding_model=v.embedding_model, embedding_dimension=v.embedding_dimension,
+            )))
+        for api, resource in declared:
+            self.tables[api].declare(resource)
+
+    def _provider_for(self, api: Api, provider_id: str | None, path: tuple[str | int, ...]) -> str:
+        ids = [p.provider_id for p in self.providers if p.api is api]
+        if provider_id is None and len(ids) == 1:
+            return ids[0]
+        if provider_id in ids:
+            return provider_id
+        if provider_id is None:
+            raise self.config.error(
+                f"set provider_id: several {api.value} providers are configured ({', '.join(ids)})"
+                if ids else f"no {api.value} provider is configured to serve this resource; add one under "
+                f"providers.{api.value} or remove the resource",
+                *path,
+            )
+        raise self.config.error(
+            f"provider '{provider_id}' is not configured for {api.value} (configured: {', '.join(ids) or 'none'}); "
+            "it may be disabled because its env var is unset",
+            *path, "provider_id",
+        )
+
+    def start(self) -> None:
+        """Begin background work: refreshing provider model lists (never blocks start-up)."""
+        router = self.impls.get(Api.inference)
+        if isinstance(router, InferenceRouter) and self._refresh_task is None:
+            self._refresh_task = asyncio.get_running_loop().create_task(
+                router.refresh(self.config.model_refresh_timeout), name="stackkit-model-refresh"
+            )
+
+    async def wait_refreshed(self) -> None:
+        if self._refresh_task is not None:
+            await self._refresh_task
+
+    async def shutdown(self) -> None:
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_task.cancel()
+            await asyncio.gather(self._refresh_task, return_exceptions=True)
+        for p in reversed(self.providers):
+            closer = getattr(p.impl, "shutdown", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception as exc:  # noqa: BLE001 - shut the rest down regardless
+                    log.warning("%s failed to shut down: %s", p.label, exc)
+        await self.kvstore.close()
+
+
+def redact(config: BaseModel) -> dict[str, Any]:
+    """A provider config as a dict with secrets replaced by ``********``."""
+    out: dict[str, Any] = {}
+    for name, value in config:
+        if isinstance(value, SecretStr) or (any(w in name.lower() for w in _SECRET_WORDS) and value):
+            out[name] = "********"
+        elif isinstance(value, BaseModel):
+            out[name] = redact(value)
+        else:
+            out[name] = value
+    return out
+
+
+class StackInspector:
+    """The Inspect API over a Stack."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    async def health(self, request: EmptyRequest) -> HealthInfo:
+        return HealthInfo(status="OK")
+
+    async def version(self, request: EmptyRequest) -> VersionInfo:
+        return VersionInfo(version=version())
+
+    async def list_routes(self, request: EmptyRequest) -> RouteList:
+        served = set(self.stack.served_apis())
+        return RouteList(data=[
+            RouteInfo(method=r.method, path=r.path, api=str(r.api), operation=r.name, sdk=r.sdk,
+                      streams=r.stream_type is not None)
+            for r in route_table() if r.api in served
+        ])
+
+    async def list_providers(self, request: EmptyRequest) -> ProviderList:
+        return ProviderList(data=list(await asyncio.gather(*(self._info(p) for p in self.stack.providers))))
+
+    async def get_provider(self, request: GetProviderRequest) -> ProviderInfo:
+        for p in self.stack.providers:
+            if p.provider_id == request.provider_id:
+                return await self._info(p)
+        known = ", ".join(p.provider_id for p in self.stack.providers) or "none"
+        raise NotFoundError(f"Provider '{request.provider_id}' not found. Configured providers: {known}.")
+
+    async def _info(self, p: PlannedProvider) -> ProviderInfo:
+        health: dict[str, Any] = {"status": "OK"}
+        checker = getattr(p.impl, "health", None)
+        if checker is not None:
+            try:
+                health = await asyncio.wait_for(checker(), 5.0)
+            except Exception as exc:  # noqa: BLE001 - report, never fail the listing
+                health = {"status": "Error", "message": str(exc) or type(exc).__name__}
+        return ProviderInfo(
+            api=p.api.value, provider_id=p.provider_id, provider_type=p.spec.provider_type,
+            config=redact(p.config), health=health,
+        )
+

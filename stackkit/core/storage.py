@@ -1,0 +1,112 @@
+"""Key-value stores: a small Protocol, sqlite (WAL) as the embedded default, memory for tests.
+
+sqlite work runs in a worker thread so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from stackkit.core.config import RunConfig, StorageBackend, default_state_dir
+
+
+@runtime_checkable
+class KVStore(Protocol):
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def range(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) whose key starts with `prefix`, in key order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryKVStore:
+    def __init__(self) -> None:
+        self._data: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self._data.get(key)
+
+    async def set(self, key: str, value: str) -> None:
+        self._data[key] = value
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def range(self, prefix: str) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteKVStore:
+    """One table of (key, value) in a WAL-mode sqlite file, namespaced by a key prefix."""
+
+    def __init__(self, path: str | Path, namespace: str = "") -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ns = f"{namespace}:" if namespace else ""
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def _run(self, sql: str, args: tuple[str, ...]) -> list[tuple[str, str]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    async def get(self, key: str) -> str | None:
+        rows = await asyncio.to_thread(self._run, "SELECT key, value FROM kv WHERE key = ?", (self._ns + key,))
+        return rows[0][1] if rows else None
+
+    async def set(self, key: str, value: str) -> None:
+        sql = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        await asyncio.to_thread(self._run, sql, (self._ns + key, value))
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._run, "DELETE FROM kv WHERE key = ?", (self._ns + key,))
+
+    async def range(self, prefix: str) -> list[tuple[str, str]]:
+        start = self._ns + prefix
+        sql = "SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key"
+        rows = await asyncio.to_thread(self._run, sql, (start, start + "\U0010ffff"))
+        cut = len(self._ns)
+        return [(k[cut:], v) for k, v in rows]
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_kvstore(config: RunConfig, store: str = "registry") -> KVStore:
+    """The KV store named `store` in config.storage (sqlite under the state dir by default)."""
+    backend_name = config.storage.stores.get(store)
+    if backend_name is None:
+        backend = StorageBackend(type="sqlite")
+    elif backend_name in config.storage.backends:
+        backend = config.storage.backends[backend_name]
+    else:
+        known = ", ".join(config.storage.backends) or "none"
+        raise config.error(
+            f"store '{store}' uses backend '{backend_name}', which is not defined under storage.backends "
+            f"(defined: {known}); add it or fix the name",
+            "storage",
+            "stores",
+            store,
+        )
+    if backend.type == "memory":
+        return MemoryKVStore()
+    if backend.type == "sqlite":
+        path = backend.db_path or str(default_state_dir(config.distro_name) / "kvstore.db")
+        return SqliteKVStore(path, namespace=store)
+    raise config.error(
+        f"unknown storage backend type '{backend.type}'; use 'sqlite' or 'memory'", "storage", "backends"
+    )
