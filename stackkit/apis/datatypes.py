@@ -131,6 +131,17 @@ RESOURCE_CLASSES: dict[str, type[Resource]] = {
 }
 
 
+class ProviderConfigBase(BaseModel):
+    """Base of provider config classes: unknown fields are errors, so typos surface at start-up."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @classmethod
+    def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
+        """A config that works in a distribution (may use ${env.…})."""
+        return {}
+
+
 class EmptyRequest(BaseModel):
     """The request of an operation that takes no parameters."""
 

@@ -112,6 +112,7 @@ class RunConfig(_Strict):
     # where the config came from, for error messages (not part of the file)
     source: str | None = Field(default=None, exclude=True)
     lines: dict[tuple[str | int, ...], int] = Field(default_factory=dict, exclude=True)
+    disabled_hints: list[str] = Field(default_factory=list, exclude=True)
 
     @field_validator("providers")
     @classmethod
@@ -239,7 +240,22 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
             line=lines.get(unset.path),
             field=_dotted(unset.path),
         ) from None
-    return validate_config(data, source=source, lines=lines)
+    config = validate_config(data, source=source, lines=lines)
+    config.disabled_hints = _disabled_hints(raw, os.environ if env is None else env)
+    return config
+
+
+def _disabled_hints(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """For each provider turned off by an unset env var: which variable turns it on."""
+    hints = []
+    providers = raw.get("providers") if isinstance(raw.get("providers"), dict) else {}
+    for api, entries in (providers or {}).items():
+        for entry in entries if isinstance(entries, list) else []:
+            pid = entry.get("provider_id") if isinstance(entry, dict) else None
+            m = _ENV.fullmatch(pid) if isinstance(pid, str) else None
+            if m and m.group(2) == ":+" and not env.get(m.group(1)):
+                hints.append(f"{entry.get('provider_type') or entry.get('module')} ({api}): set {m.group(1)} to enable")
+    return hints
 
 
 def validate_config(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from stackkit.apis.datatypes import Api
+from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -49,7 +49,7 @@ from stackkit.apis.inference import (
 from stackkit.errors import UpstreamError
 
 
-class FakeInferenceConfig(BaseModel):
+class FakeInferenceConfig(ProviderConfigBase):
     models: list[str] = Field(default_factory=lambda: ["fake-llm"], description="LLM ids the provider lists")
     embedding_models: list[str] = Field(default_factory=lambda: ["fake-embed"])
     embedding_dimension: int = Field(default=16, ge=1)

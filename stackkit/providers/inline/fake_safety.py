@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from stackkit.apis.datatypes import Api
+from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import content_text
 from stackkit.apis.safety import (
     ModerationRequest,
@@ -20,7 +20,7 @@ from stackkit.apis.safety import (
 )
 
 
-class FakeSafetyConfig(BaseModel):
+class FakeSafetyConfig(ProviderConfigBase):
     blocked_words: list[str] = Field(default_factory=lambda: ["forbidden"])
     category: str = "blocked_word"
 

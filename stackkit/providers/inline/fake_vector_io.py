@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stackkit.apis.datatypes import Api, DeleteResponse
+from stackkit.apis.datatypes import Api, DeleteResponse, ProviderConfigBase
 from stackkit.apis.vector_io import (
     Chunk,
     CreateVectorStoreRequest,
@@ -34,10 +34,8 @@ from stackkit.errors import NotFoundError
 from stackkit.providers.utils.filters import matches
 
 
-class FakeVectorIOConfig(BaseModel):
-    @classmethod
-    def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {}
+class FakeVectorIOConfig(ProviderConfigBase):
+    """No settings: the store lives in memory."""
 
 
 def _overlap(query: str, text: str) -> float:

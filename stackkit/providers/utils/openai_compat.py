@@ -15,6 +15,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
+from stackkit.apis.datatypes import ProviderConfigBase
 from stackkit.apis.inference import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -40,7 +41,7 @@ T = TypeVar("T", bound=BaseModel)
 _JSON = {"content-type": "application/json"}
 
 
-class OpenAICompatConfig(BaseModel):
+class OpenAICompatConfig(ProviderConfigBase):
     base_url: str = Field(description="the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1")
     api_key: SecretStr | None = None
     timeout_s: float = Field(default=120.0, gt=0, description="per-request timeout")

@@ -1,0 +1,239 @@
+"""The HTTP server: a FastAPI app generated from the route table, served by uvicorn.
+
+Handlers are thin: read the body, validate it into the route's request type (as the
+LibraryClient does), call the implementation, write the response. Streams are SSE in
+OpenAI's exact format; a client that disconnects cancels the provider's work. Every error
+is OpenAI's ``{"error": {...}}`` body with the right status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from stackkit.apis.datatypes import Api, Route
+from stackkit.apis.protocols import route_table
+from stackkit.core.config import RunConfig, load_config
+from stackkit.core.dispatch import build_request, build_request_json, wants_stream
+from stackkit.core.middleware import GatewayMiddleware
+from stackkit.core.openapi import openapi_spec
+from stackkit.core.stack import Stack, version
+from stackkit.errors import InvalidRequestError, StackkitError
+
+log = logging.getLogger("stackkit.server")
+_JSON = "application/json"
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]
+
+
+def to_json(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def error_response(exc: StackkitError) -> Response:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(int(retry_after + 0.999))
+    return Response(orjson.dumps(exc.to_openai_body()), status_code=exc.status_code, media_type=_JSON,
+                    headers=headers)
+
+
+def internal_error(exc: BaseException, where: str) -> StackkitError:
+    log.error("unexpected error in %s", where, exc_info=exc)
+    return StackkitError(f"Internal error in {where}: {type(exc).__name__}. The server log has the details.")
+
+
+class SSEResponse:
+    """Server-sent events in OpenAI's format. A client disconnect cancels the stream at once."""
+
+    def __init__(self, stream: AsyncIterator[BaseModel], where: str) -> None:
+        self.stream = stream
+        self.where = where
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = asyncio.ensure_future(self._write(send))
+        watcher = asyncio.ensure_future(self._wait_disconnect(receive))
+        await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        for task in (writer, watcher):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(writer, watcher, return_exceptions=True)
+
+    @staticmethod
+    async def _wait_disconnect(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _write(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        try:
+            async for chunk in self.stream:
+                await send({"type": "http.response.body", "body": b"data: " + to_json(chunk) + b"\n\n",
+                            "more_body": True})
+            tail = b"data: [DONE]\n\n"
+        except StackkitError as exc:
+            tail = b"data: " + orjson.dumps(exc.to_openai_body()) + b"\n\n"
+        except Exception as exc:  # noqa: BLE001 - becomes the stream's final error event
+            tail = b"data: " + orjson.dumps(internal_error(exc, self.where).to_openai_body()) + b"\n\n"
+        finally:
+            closer = getattr(self.stream, "aclose", None)
+            if closer is not None:
+                await closer()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+Endpoint = Callable[[Request], Awaitable[Response | SSEResponse]]
+
+
+async def _read_request(route: Route, http: Request) -> BaseModel:
+    if route.method == "GET" or route.method == "DELETE":
+        data: dict[str, Any] = dict(http.query_params)
+        data.update(http.path_params)
+        return build_request(route, data)
+    body = await http.body()
+    if not route.path_params:
+        return build_request_json(route, body or b"{}")
+    try:
+        data = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}. Send a JSON object.",
+                                  code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    data.update(http.path_params)
+    return build_request(route, data)
+
+
+def make_endpoint(route: Route, impl: Any) -> Endpoint:
+    method = getattr(impl, route.name)
+    where = f"{route.method} {route.path}"
+
+    async def endpoint(http: Request) -> Response | SSEResponse:
+        try:
+            request = await _read_request(route, http)
+            result = await method(request)
+            if wants_stream(route, request):
+                return SSEResponse(result, where)
+            return Response(to_json(result), media_type=_JSON)
+        except StackkitError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001 - never a bare 500 with a traceback
+            return error_response(internal_error(exc, where))
+
+    endpoint.__name__ = route.name
+    return endpoint
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        err: StackkitError = StackkitError(
+            f"No route {request.method} {request.url.path}. GET /v1/inspect/routes lists every route.")
+        err.status_code, err.error_type = 404, "not_found_error"
+    else:
+        err = StackkitError(f"{exc.detail} ({request.method} {request.url.path})")
+        err.status_code, err.error_type = exc.status_code, "invalid_request_error"
+    return error_response(err)
+
+
+def create_app(stack: Stack) -> FastAPI:
+    """The ASGI app serving `stack`, generated from the route table."""
+    served = set(stack.served_apis())
+    routes = [r for r in route_table() if r.api in served]
+    app = FastAPI(title="stackkit", version=version(), openapi_url=None, docs_url=None, redoc_url=None)
+    for route in routes:
+        app.add_route(route.path, make_endpoint(route, stack.impls[route.api]), methods=[route.method],
+                      name=route.name, include_in_schema=False)
+    spec = openapi_spec(routes, version())
+    spec_body = orjson.dumps(spec)
+    app.add_route("/openapi.json", lambda _: Response(spec_body, media_type=_JSON), methods=["GET"],
+                  include_in_schema=False)
+    app.add_route("/docs", _docs_page, methods=["GET"], include_in_schema=False)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    server = stack.config.server
+    app.add_middleware(GatewayMiddleware, max_request_bytes=server.limits.max_request_bytes,
+                       access_log=server.access_log)
+    if server.cors is not None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=server.cors.allow_origins,
+                           allow_methods=server.cors.allow_methods, allow_headers=server.cors.allow_headers,
+                           allow_credentials=server.cors.allow_credentials)
+    app.state.stack = stack
+    return app
+
+
+async def _docs_page(request: Request) -> Response:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="stackkit API")
+
+
+def _banner(stack: Stack, host: str, port: int) -> str:
+    lines = [f"stackkit {version()} serving '{stack.config.distro_name}' at http://{host}:{port}/v1"]
+    for p in stack.providers:
+        lines.append(f"  {p.api.value:<10} {p.provider_id} ({p.spec.provider_type})")
+    if not any(p.api is Api.inference for p in stack.providers):
+        lines.append("  inference  no provider enabled")
+    table = stack.tables.get(Api.inference)
+    models = [r.identifier for r in table.all()] if table is not None else []
+    if models:
+        lines.append(f"  models: {', '.join(models)}")
+    for hint in stack.config.disabled_hints:
+        lines.append(f"  off: {hint}")
+    lines.append("  OpenAI SDK: OpenAI(base_url=\"http://%s:%d/v1\", api_key=\"none\")" % (host, port))
+    return "\n".join(lines)
+
+
+def configure_logging() -> None:
+    level = os.environ.get("STACKKIT_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("stackkit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+async def serve_async(config: RunConfig, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    stack = await Stack.create(config)
+    try:
+        app = create_app(stack)
+        uv_config = uvicorn.Config(app, host=host, port=port, loop="none", http="httptools", lifespan="off",
+                                   access_log=False, log_level="warning", timeout_graceful_shutdown=10,
+                                   server_header=False)
+        server = uvicorn.Server(uv_config)
+        stack.start()
+        print(_banner(stack, host, port), file=sys.stderr, flush=True)
+        await server.serve()
+    finally:
+        await stack.shutdown()
+
+
+def serve(distro_or_file: str, host: str | None = None, port: int | None = None) -> None:
+    """`stackkit run`: load the config, build the stack and serve it until SIGINT/SIGTERM."""
+    configure_logging()
+    config = load_config(distro_or_file)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve_async(config, host, port))
+    else:
+        uvloop.run(serve_async(config, host, port))

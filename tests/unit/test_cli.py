@@ -1,0 +1,68 @@
+"""The stackkit CLI, run through typer's runner (and `run` as a real process in integration tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from stackkit.cli import main
+from stackkit.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(main, "console", Console(width=250))
+    monkeypatch.setattr(main, "err_console", Console(width=250, stderr=True))
+
+
+def test_list_apis_shows_every_route() -> None:
+    result = runner.invoke(app, ["list-apis"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "/v1/chat/completions" in result.output and "chat.completions.create" in result.output
+
+
+def test_list_providers_filters_by_api() -> None:
+    result = runner.invoke(app, ["list-providers", "inference"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "remote::openai" in result.output and "vector_io" not in result.output
+    bad = runner.invoke(app, ["list-providers", "nope"])
+    assert bad.exit_code == 1 and "unknown API 'nope'" in bad.output
+
+
+def test_list_distributions() -> None:
+    result = runner.invoke(app, ["list"], terminal_width=200)
+    assert result.exit_code == 0 and "starter" in result.output
+
+
+def test_list_deps_follows_env(monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["list-deps", "starter"])
+    assert result.output.splitlines() == ["stackkit[server]"]
+    result = runner.invoke(app, ["list-deps", "starter", "--env", "OPENAI_API_KEY=sk-test"])
+    assert result.output.splitlines() == ["httpx", "stackkit[server]"]
+
+
+def test_config_validate(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("providers:\n  inference:\n    - {provider_id: f, provider_type: inline::fake}\n")
+    result = runner.invoke(app, ["config", "validate", str(good)])
+    assert result.exit_code == 0 and "ok" in result.output and "f" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers:\n  inference:\n    - {provider_id: f, provider_type: inline::fake, config: {x: 1}}\n")
+    result = runner.invoke(app, ["config", "validate", str(bad)], terminal_width=300)
+    assert result.exit_code == 1
+    assert "bad.yaml:3: providers.inference[0].config.x: Extra inputs are not permitted" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_config_show_resolves_and_redacts(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    result = runner.invoke(app, ["config", "show", "starter"])
+    assert result.exit_code == 0
+    assert "provider_type: remote::openai" in result.output
+    assert "sk-secret-value" not in result.output and "'********'" in result.output

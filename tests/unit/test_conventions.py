@@ -1,0 +1,96 @@
+"""Every convention of the codebase, checked."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+
+import pytest
+from pydantic import BaseModel
+
+import stackkit
+from stackkit.apis.datatypes import Api, ProviderConfigBase
+from stackkit.apis.protocols import API_PROTOCOLS, route_table
+from stackkit.errors import StackkitError
+from stackkit.providers.registry import import_object, provider_registry
+
+SPECS = [spec for by_type in provider_registry().values() for spec in by_type.values()]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.api.value}:{s.provider_type}")
+def test_registry_entry_builds_its_sample_config(spec) -> None:
+    config_class = import_object(spec.config_class)
+    assert issubclass(config_class, ProviderConfigBase), "config classes forbid unknown fields"
+    sample = config_class.sample_run_config()
+    from stackkit.core.config import substitute_env
+
+    config_class.model_validate(substitute_env(sample, {}))
+    module = importlib.import_module(spec.module)
+    assert inspect.iscoroutinefunction(module.create), f"{spec.module}.create must be async"
+    assert spec.provider_type.split("::")[0] in ("inline", "remote")
+    assert spec.module.startswith(f"stackkit.providers.{spec.provider_type.split('::')[0]}.")
+
+
+def test_registry_modules_import_no_sdk() -> None:
+    code = ("import sys; from stackkit.providers.registry import provider_registry; provider_registry(); "
+            "bad = [m for m in ('torch', 'numpy', 'transformers', 'faiss', 'openai', 'anthropic', 'httpx') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_import_stackkit_is_light() -> None:
+    code = ("import sys, stackkit; heavy = ('torch', 'numpy', 'transformers', 'faiss', 'openai', 'anthropic', "
+            "'fastapi', 'httpx', 'pydantic', 'yaml', 'sentence_transformers', 'chromadb'); "
+            "print([m for m in heavy if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_names_are_exported() -> None:
+    assert sorted(stackkit.__all__) == ["AsyncLibraryClient", "LibraryClient", "__version__"]
+    for name in stackkit.__all__:
+        assert getattr(stackkit, name) is not None
+    import stackkit.errors as errors
+
+    exported = {n for n, v in vars(errors).items() if inspect.isclass(v) and issubclass(v, StackkitError)}
+    assert exported == set(errors.__all__)
+
+
+def test_every_api_has_a_protocol_and_routes() -> None:
+    assert set(API_PROTOCOLS) == set(Api)
+    for api in Api:
+        assert any(r.api is api for r in route_table()), f"{api} has no routes"
+
+
+def test_routes_are_unique_and_typed() -> None:
+    seen = set()
+    for r in route_table():
+        key = (r.method, r.path)
+        assert key not in seen, f"{key} declared twice"
+        seen.add(key)
+        assert r.request_type is not None and r.response_type is not None, r.name
+        assert r.path.startswith("/v1/")
+    sdk_names = [r.sdk for r in route_table()]
+    assert len(sdk_names) == len(set(sdk_names))
+
+
+def test_every_error_says_how_to_fix_and_maps_to_openai_body() -> None:
+    body = StackkitError("boom; do X").to_openai_body()
+    assert body == {"error": {"message": "boom; do X", "type": "server_error", "param": None, "code": None}}
+
+
+def test_provider_modules_add_no_public_methods_beyond_the_protocol() -> None:
+    from stackkit.apis.protocols import protocol_methods
+
+    lifecycle = {"shutdown", "health"}
+    for spec in SPECS:
+        module = importlib.import_module(spec.module)
+        impls = [v for v in vars(module).values()
+                 if inspect.isclass(v) and v.__module__ == module.__name__ and not issubclass(v, BaseModel)]
+        allowed = set(protocol_methods(spec.api)) | lifecycle
+        for cls in impls:
+            public = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+            assert public <= allowed, f"{cls.__name__} adds {public - allowed}"
