@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -222,7 +223,12 @@ async def serve_async(config: RunConfig, host: str | None = None, port: int | No
         server = uvicorn.Server(uv_config)
         stack.start()
         print(_banner(stack, host, port), file=sys.stderr, flush=True)
+        # uvicorn handles SIGINT/SIGTERM gracefully, then re-raises the signal with the previous handler:
+        # make that handler a no-op so the providers below are shut down and the exit is clean.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         await server.serve()
+        print("stackkit: shut down cleanly", file=sys.stderr, flush=True)
     finally:
         await stack.shutdown()
 

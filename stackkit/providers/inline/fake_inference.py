@@ -54,6 +54,7 @@ class FakeInferenceConfig(ProviderConfigBase):
     embedding_models: list[str] = Field(default_factory=lambda: ["fake-embed"])
     embedding_dimension: int = Field(default=16, ge=1)
     chunk_delay_s: float = Field(default=0.0, ge=0, description="pause between streamed chunks")
+    response_delay_s: float = Field(default=0.0, ge=0, description="pause before answering")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
@@ -138,6 +139,8 @@ class FakeInference:
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self.calls += 1
+        if self.config.response_delay_s:
+            await asyncio.sleep(self.config.response_delay_s)
         reply, finish, tool_calls = self._reply(request)
         if request.stream:
             return self._stream(request, reply, finish, tool_calls)

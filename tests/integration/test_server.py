@@ -1,0 +1,278 @@
+"""What only the HTTP transport has: SSE framing, disconnects, status codes, headers, CORS,
+the OpenAPI document, remote::openai against a real upstream, and `stackkit run` itself."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from stackkit.apis.datatypes import Api
+from stackkit.core.config import parse_config
+from stackkit.testing.live_server import LiveServer
+from tests.conftest import fake_stack_config
+
+CHAT = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}]}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    with LiveServer(fake_stack_config(tmp_path)) as live:
+        yield live
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+        yield c
+
+
+def test_sse_wire_format(http: httpx.Client) -> None:
+    with http.stream("POST", "/chat/completions", json={**CHAT, "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = r.read().decode()
+    events = body.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    for event in events[:-2]:
+        assert event.startswith("data: {")
+        assert json.loads(event[6:])["object"] == "chat.completion.chunk"
+
+
+def test_error_mid_stream_is_a_final_error_event(http: httpx.Client) -> None:
+    body = {**CHAT, "stream": True, "messages": [{"role": "user", "content": "fine then FAIL_MIDSTREAM"}]}
+    with http.stream("POST", "/chat/completions", json=body) as r:
+        events = [e for e in r.read().decode().split("\n\n") if e]
+    assert json.loads(events[-1][6:])["error"]["type"] == "upstream_error"
+    assert "data: [DONE]" not in events
+    assert json.loads(events[1][6:])["choices"][0]["delta"]["content"] == "fine"
+
+
+def test_client_disconnect_cancels_the_provider(tmp_path: Path) -> None:
+    with LiveServer(fake_stack_config(tmp_path, chunk_delay=0.2)) as live:
+        assert live.stack is not None
+        provider = live.stack.tables[Api.inference].providers["fake"]
+        words = " ".join(f"w{i}" for i in range(200))
+        with httpx.Client(base_url=live.base_url, timeout=10) as c, c.stream(
+            "POST", "/chat/completions", json={**CHAT, "stream": True,
+                                               "messages": [{"role": "user", "content": words}]}) as r:
+            next(r.iter_lines())  # the stream has started
+        deadline = time.monotonic() + 1.0
+        while provider.cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert provider.cancelled == 1
+
+
+@pytest.mark.parametrize(("body", "status", "param", "fragment"), [
+    (b"{not json", 400, None, "not valid JSON"),
+    (b"[1, 2]", 400, None, "Input should be an object"),
+    (json.dumps({"model": "echo"}).encode(), 400, "messages", "Missing required parameter 'messages'"),
+    (json.dumps({**CHAT, "max_tokens": "many"}).encode(), 400, "max_tokens", "Invalid value for 'max_tokens'"),
+    (json.dumps({**CHAT, "model": "nope"}).encode(), 404, None, "Model 'nope' not found"),
+    (json.dumps({**CHAT, "messages": [{"role": "user", "content": "FAIL_NOW"}]}).encode(), 502, None,
+     "fake upstream failure"),
+])
+def test_error_bodies(http: httpx.Client, body: bytes, status: int, param: str | None, fragment: str) -> None:
+    r = http.post("/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param and fragment in error["message"]
+
+
+def test_body_over_the_limit_is_413(http: httpx.Client) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 70_000}]}
+    r = http.post("/chat/completions", json=big)
+    assert r.status_code == 413 and "max_request_bytes" in r.json()["error"]["message"]
+
+    def chunked() -> Iterator[bytes]:  # no content-length: counted while read
+        yield json.dumps(big).encode()
+
+    r = http.post("/chat/completions", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+
+
+def test_unknown_route_and_method(http: httpx.Client) -> None:
+    r = http.get("/nope")
+    assert r.status_code == 404 and "GET /v1/inspect/routes" in r.json()["error"]["message"]
+    r = http.put("/chat/completions", json=CHAT)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_request_id_echoed_or_generated(http: httpx.Client) -> None:
+    assert http.get("/health", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    generated = http.get("/health").headers["x-request-id"]
+    assert len(generated) == 24
+
+
+def test_cors(http: httpx.Client) -> None:
+    r = http.options("/chat/completions", headers={"origin": "http://app.example",
+                                                   "access-control-request-method": "POST"})
+    assert r.headers["access-control-allow-origin"] == "http://app.example"
+    r = http.options("/chat/completions", headers={"origin": "http://evil.example",
+                                                   "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_inspect_endpoints(http: httpx.Client) -> None:
+    assert http.get("/health").json() == {"status": "OK"}
+    assert http.get("/version").json()["version"]
+    routes = http.get("/inspect/routes").json()["data"]
+    assert {"method": "POST", "path": "/v1/chat/completions", "api": "inference", "operation": "chat_completion",
+            "sdk": "chat.completions.create", "streams": True} in routes
+    providers = http.get("/providers").json()["data"]
+    assert {p["provider_id"] for p in providers} == {"fake", "words", "mem"}
+    assert http.get("/providers/fake").json()["health"] == {"status": "OK"}
+    assert http.get("/providers/nope").status_code == 404
+
+
+def test_openapi_and_docs(server: LiveServer) -> None:
+    root = server.base_url.removesuffix("/v1")
+    spec = httpx.get(f"{root}/openapi.json").json()
+    assert spec["openapi"] == "3.1.0"
+    assert spec["paths"]["/v1/chat/completions"]["post"]["operationId"] == "chat_completion"
+    assert "/v1/models/{model_id}" in spec["paths"]
+    docs = httpx.get(f"{root}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# ---- remote::openai against a real OpenAI-compatible server ----------------------------------
+
+
+def gateway_config(tmp_path: Path, base_url: str, timeout_s: float = 30.0):
+    return parse_config(textwrap.dedent(f"""
+        providers:
+          inference:
+            - provider_id: up
+              provider_type: remote::openai
+              config: {{base_url: "{base_url}", api_key: sk-secret-key, timeout_s: {timeout_s}}}
+        storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
+        registered_resources:
+          models:
+            - {{model_id: chat, provider_model_id: echo}}
+            - {{model_id: vectors, provider_model_id: embedder, model_type: embedding}}
+        """), source="gateway.yaml", env={})
+
+
+def test_remote_openai_through_a_real_upstream(server: LiveServer, tmp_path: Path) -> None:
+    gw_dir = tmp_path / "gw"
+    gw_dir.mkdir()
+    with LiveServer(gateway_config(gw_dir, server.base_url)) as gateway, openai.OpenAI(
+            base_url=gateway.base_url, api_key="none", max_retries=0) as sdk:
+        resp = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi there"}])
+        assert resp.choices[0].message.content == "hi there"
+        streamed = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a b c"}],
+                                               stream=True, stream_options={"include_usage": True})
+        chunks = list(streamed)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c"
+        assert chunks[-1].usage.total_tokens == 6
+        emb = sdk.embeddings.create(model="vectors", input="x", encoding_format="base64")
+        assert len(base64.b64decode(emb.data[0].embedding)) == 16 * 4
+        assert len(sdk.embeddings.create(model="vectors", input="x").data[0].embedding) == 16
+        assert sdk.models.retrieve("up/echo").provider_model_id == "echo"  # type: ignore[attr-defined]
+        # upstream errors pass through with their status
+        with pytest.raises(openai.NotFoundError, match="Model 'missing' not found"):
+            sdk.chat.completions.create(model="up/missing", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.BadRequestError) as err:
+            sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}], n=0)
+        assert err.value.param == "n"
+        providers = httpx.get(f"{gateway.base_url}/providers").json()["data"]
+        assert providers[0]["config"]["api_key"] == "********"
+        assert providers[0]["health"]["status"] == "OK"
+
+
+def test_remote_openai_connection_refused_is_502(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with LiveServer(gateway_config(tmp_path, dead)) as gateway:
+        r = httpx.post(f"{gateway.base_url}/chat/completions", json={**CHAT, "model": "chat"})
+        assert r.status_code == 502
+        assert f"cannot connect to {dead}" in r.json()["error"]["message"]
+
+
+def test_remote_openai_timeout_is_504(tmp_path: Path) -> None:
+    slow = parse_config(textwrap.dedent(f"""
+        providers:
+          inference:
+            - {{provider_id: fake, provider_type: inline::fake, config: {{response_delay_s: 3}}}}
+        storage: {{backends: {{kv: {{type: sqlite, db_path: "{tmp_path}/slow.db"}}}}, stores: {{registry: kv}}}}
+        """), env={})
+    gw_dir = tmp_path / "gw"
+    gw_dir.mkdir()
+    with LiveServer(slow) as upstream, LiveServer(gateway_config(gw_dir, upstream.base_url, timeout_s=0.3)) as gw:
+        r = httpx.post(f"{gw.base_url}/chat/completions", json={**CHAT, "model": "up/fake-llm"}, timeout=10)
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+
+
+# ---- `stackkit run` as a process -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_stackkit_run_serves_and_stops_gracefully(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(f"""
+        distro_name: cli-test
+        providers:
+          inference:
+            - {{provider_id: fake, provider_type: inline::fake}}
+            - {{provider_id: "${{env.NOT_SET_ANYWHERE:+openai}}", provider_type: remote::openai}}
+        storage: {{backends: {{kv: {{type: sqlite, db_path: "{tmp_path}/kv.db"}}}}, stores: {{registry: kv}}}}
+        """))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NOT_SET_ANYWHERE"}
+    proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", str(config), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("stackkit run did not become healthy in 20 s")
+        with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
+            out = sdk.chat.completions.create(model="fake/fake-llm", messages=[{"role": "user", "content": "ping"}])
+            assert out.choices[0].message.content == "ping"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    assert f"serving 'cli-test' at http://127.0.0.1:{port}/v1" in err
+    assert "fake (inline::fake)" in err
+    assert "off: remote::openai (inference): set NOT_SET_ANYWHERE to enable" in err
+    assert '"path":"/v1/chat/completions","status":200' in err  # the access log line
+    assert "Traceback" not in err
+
+
+def test_stackkit_run_bad_config_is_one_clear_line(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("providers:\n  inference:\n    - {provider_id: x, provider_type: remote::typo}\n")
+    proc = subprocess.run([sys.executable, "-m", "stackkit.cli.main", "run", str(config)], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "run.yaml:3: providers.inference[0].provider_type: unknown provider_type 'remote::typo'" in proc.stderr
+    assert "Traceback" not in proc.stderr
