@@ -10,16 +10,13 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Api(str, enum.Enum):
+class Api(enum.StrEnum):
     inference = "inference"
     models = "models"
     safety = "safety"
     shields = "shields"
     vector_io = "vector_io"
     inspect = "inspect"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # APIs whose requests are sent to the provider owning the named resource, and the
@@ -101,7 +98,7 @@ class Resource(BaseModel):
     provider_resource_id: str
 
 
-class ModelType(str, enum.Enum):
+class ModelType(enum.StrEnum):
     llm = "llm"
     embedding = "embedding"
 

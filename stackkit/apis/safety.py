@@ -11,7 +11,7 @@ from stackkit.apis.datatypes import route
 from stackkit.apis.inference import Message
 
 
-class ViolationLevel(str, enum.Enum):
+class ViolationLevel(enum.StrEnum):
     info = "info"
     warn = "warn"
     error = "error"

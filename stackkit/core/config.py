@@ -222,7 +222,9 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise ConfigError(f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax", file=source, line=line)
+        raise ConfigError(
+            f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax", file=source, line=line
+        ) from None
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
         _line_map(node, (), lines)

@@ -79,9 +79,12 @@ class AsyncLibraryClient:
         assert self.stack is not None
         impls = self.stack.impls
 
+        assert route.api is not None
+        api = route.api
+
         async def call(*args: Any, **kwargs: Any) -> Any:
             request = build_request(route, _request_data(route, args, kwargs))
-            return await getattr(impls[route.api], route.name)(request)
+            return await getattr(impls[api], route.name)(request)
 
         call.__name__ = route.name
         call.__doc__ = route.summary

@@ -89,8 +89,11 @@ def openapi_spec(routes: list[Route], version: str) -> dict[str, Any]:
         paths.setdefault(path, {})[r.method.lower()] = _operation(r, components)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "stackkit", "version": version,
-                 "description": "OpenAI-compatible where OpenAI defines the operation; generated from the route table."},
+        "info": {
+            "title": "stackkit",
+            "version": version,
+            "description": "OpenAI-compatible where OpenAI defines the operation; generated from the route table.",
+        },
         "paths": paths,
         "components": {"schemas": components},
     }

@@ -68,7 +68,9 @@ def _typed_config(config: RunConfig, api: Api, index: int, spec: ProviderSpec, r
     try:
         config_class = import_object(spec.config_class)
     except (ImportError, AttributeError) as exc:
-        raise config.error(f"cannot load config class {spec.config_class} ({exc})", "providers", api.value, index)
+        raise config.error(
+            f"cannot load config class {spec.config_class} ({exc})", "providers", api.value, index
+        ) from exc
     try:
         return config_class.model_validate(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:

@@ -57,10 +57,12 @@ def internal_error(exc: BaseException, where: str) -> StackkitError:
     return StackkitError(f"Internal error in {where}: {type(exc).__name__}. The server log has the details.")
 
 
-class SSEResponse:
+class SSEResponse(Response):
     """Server-sent events in OpenAI's format. A client disconnect cancels the stream at once."""
 
     def __init__(self, stream: AsyncIterator[BaseModel], where: str) -> None:
+        self.status_code = 200
+        self.background = None
         self.stream = stream
         self.where = where
 
@@ -96,7 +98,7 @@ class SSEResponse:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-Endpoint = Callable[[Request], Awaitable[Response | SSEResponse]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def _read_request(route: Route, http: Request) -> BaseModel:
@@ -122,7 +124,7 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
     method = getattr(impl, route.name)
     where = f"{route.method} {route.path}"
 
-    async def endpoint(http: Request) -> Response | SSEResponse:
+    async def endpoint(http: Request) -> Response:
         try:
             request = await _read_request(route, http)
             result = await method(request)
@@ -156,6 +158,7 @@ def create_app(stack: Stack) -> FastAPI:
     routes = [r for r in route_table() if r.api in served]
     app = FastAPI(title="stackkit", version=version(), openapi_url=None, docs_url=None, redoc_url=None)
     for route in routes:
+        assert route.api is not None
         app.add_route(route.path, make_endpoint(route, stack.impls[route.api]), methods=[route.method],
                       name=route.name, include_in_schema=False)
     spec = openapi_spec(routes, version())
@@ -195,7 +198,7 @@ def _banner(stack: Stack, host: str, port: int) -> str:
         lines.append(f"  models: {', '.join(models)}")
     for hint in stack.config.disabled_hints:
         lines.append(f"  off: {hint}")
-    lines.append("  OpenAI SDK: OpenAI(base_url=\"http://%s:%d/v1\", api_key=\"none\")" % (host, port))
+    lines.append(f'  OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="none")')
     return "\n".join(lines)
 
 

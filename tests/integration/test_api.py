@@ -52,9 +52,9 @@ def test_chat_streaming_with_usage(client: Any) -> None:
 
 
 def test_chat_tools(client: Any) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
-                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                              "required": ["city"]}}}]
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = [{"type": "function",
+              "function": {"name": "get_weather", "description": "weather", "parameters": parameters}}]
     resp = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "Paris"}],
                                           tools=tools, tool_choice="required")
     call = resp.choices[0].message.tool_calls[0]
@@ -111,7 +111,7 @@ def test_unknown_model_is_not_found(client: Any) -> None:
         import openai
 
         assert isinstance(err.value, openai.NotFoundError)
-        assert err.value.body["code"] == "model_not_found"
+        assert err.value.code == "model_not_found"
 
 
 def test_invalid_request_names_the_field(client: Any) -> None:
@@ -127,7 +127,7 @@ def test_invalid_request_names_the_field(client: Any) -> None:
 def test_register_and_delete_model(client: Any) -> None:
     body = {"model_id": "mine", "provider_model_id": "up-mine"}
     if is_http(client):
-        created = client.post("/models", body=body, cast_to=dict)
+        created: dict[str, Any] = client.post("/models", body=body, cast_to=dict)
         assert created["provider_model_id"] == "up-mine"
         assert client.chat.completions.create(model="mine", messages=USER).model == "up-mine"
         assert client.models.delete("mine").deleted is True

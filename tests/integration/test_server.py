@@ -176,9 +176,9 @@ def test_remote_openai_through_a_real_upstream(server: LiveServer, tmp_path: Pat
                                                stream=True, stream_options={"include_usage": True})
         chunks = list(streamed)
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c"
-        assert chunks[-1].usage.total_tokens == 6
+        assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 6
         emb = sdk.embeddings.create(model="vectors", input="x", encoding_format="base64")
-        assert len(base64.b64decode(emb.data[0].embedding)) == 16 * 4
+        assert len(base64.b64decode(emb.data[0].embedding)) == 16 * 4  # type: ignore[arg-type]
         assert len(sdk.embeddings.create(model="vectors", input="x").data[0].embedding) == 16
         assert sdk.models.retrieve("up/echo").provider_model_id == "echo"  # type: ignore[attr-defined]
         # upstream errors pass through with their status

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel
-
 from stackkit.apis.datatypes import Api, ProviderConfigBase, ProviderSpec
 from stackkit.apis.inference import ProviderModel
 from stackkit.providers.inline.fake_inference import FakeInference, FakeInferenceConfig

@@ -101,7 +101,9 @@ def test_wrong_field_type_in_provider_config() -> None:
                   config:
                     timeout_s: soon
             """))
-    assert str(err.value).startswith("run.yaml:7: providers.inference[0].config.timeout_s: Input should be a valid number")
+    assert str(err.value).startswith(
+        "run.yaml:7: providers.inference[0].config.timeout_s: Input should be a valid number"
+    )
     assert "(got 'soon'): fix the value" in str(err.value)
 
 
@@ -154,7 +156,7 @@ def test_missing_dependency_names_both_ends() -> None:
 
 
 def test_duplicate_provider_id() -> None:
-    with pytest.raises(ConfigError, match="provider_id 'a' is used twice under providers.inference"):
+    with pytest.raises(ConfigError, match=r"provider_id 'a' is used twice under providers\.inference"):
         plan(cfg("""
             providers:
               inference:
@@ -164,12 +166,12 @@ def test_duplicate_provider_id() -> None:
 
 
 def test_unknown_distribution_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match="Unknown distribution 'nope'. Known distributions: .*starter"):
+    with pytest.raises(ConfigError, match=r"Unknown distribution 'nope'\. Known distributions: .*starter"):
         load_config("nope")
 
 
 def test_missing_file() -> None:
-    with pytest.raises(ConfigError, match="No such config file: /nowhere/run.yaml"):
+    with pytest.raises(ConfigError, match=r"No such config file: /nowhere/run\.yaml"):
         load_config("/nowhere/run.yaml")
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import (

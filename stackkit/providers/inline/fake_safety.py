@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import content_text

@@ -10,8 +10,6 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel
-
 from stackkit.apis.datatypes import Api, DeleteResponse, ProviderConfigBase
 from stackkit.apis.vector_io import (
     Chunk,

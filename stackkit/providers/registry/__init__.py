@@ -27,7 +27,9 @@ def specs_from_module(module_name: str) -> list[ProviderSpec]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import provider module '{module_name}' ({exc}); is its package installed?")
+        raise ConfigError(
+            f"cannot import provider module '{module_name}' ({exc}); is its package installed?"
+        ) from exc
     available = getattr(module, "available_providers", None)
     if available is None:
         raise ConfigError(
