@@ -1,9 +1,11 @@
 """The shared base of every provider that speaks OpenAI's HTTP API upstream.
 
-One pooled ``httpx.AsyncClient`` per provider for its lifetime. Request bodies are the
-validated request re-serialized (extras included, unset fields left out); responses are
-parsed straight from bytes by pydantic-core. Upstream failures become stackkit errors here,
-at the boundary.
+One pooled ``httpx.AsyncClient`` per provider for its lifetime, on aiohttp's transport:
+httpx's own connection pool costs about 1.2 ms of CPU per request at 16 concurrent
+requests, aiohttp's about 0.25 ms (bench/README.md), and keeping the httpx API keeps
+record/replay at the httpx layer. Request bodies are the validated request re-serialized
+(extras included, unset fields left out); responses are parsed straight from bytes by
+pydantic-core. Upstream failures become stackkit errors here, at the boundary.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import orjson
+from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, Field, SecretStr
 
 from stackkit.apis.datatypes import ProviderConfigBase
@@ -60,12 +64,13 @@ class OpenAICompatProvider:
         headers = {"user-agent": "stackkit"}
         if config.api_key is not None and config.api_key.get_secret_value():
             headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        limits = httpx.Limits(max_connections=config.max_connections,
+                              max_keepalive_connections=config.max_connections)
         self.client = httpx.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=config.max_connections,
-                                max_keepalive_connections=config.max_connections),
+            transport=AiohttpTransport(limits=limits),
         )
 
     async def shutdown(self) -> None:
@@ -83,12 +88,13 @@ class OpenAICompatProvider:
 
     def _translate(self, exc: Exception) -> StackkitError:
         url = self.config.base_url
+        # the aiohttp transport reports a refused connection as ConnectTimeout: look at the cause
+        if isinstance(exc, httpx.ConnectError) or isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+            return UpstreamError(f"{self.label}: cannot connect to {url} ({exc or 'connection refused'}); "
+                                 "is the server running, and is base_url right?")
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeoutError(f"{self.label}: the upstream at {url} did not answer in time "
                                         f"({type(exc).__name__}); raise timeout_s or check the server.")
-        if isinstance(exc, httpx.ConnectError):
-            return UpstreamError(f"{self.label}: cannot connect to {url} ({exc or 'connection refused'}); "
-                                 "is the server running, and is base_url right?")
         return UpstreamError(f"{self.label}: request to {url} failed: {type(exc).__name__}: {exc}")
 
     def _status_error(self, response: httpx.Response, body: bytes) -> StackkitError:
@@ -149,12 +155,12 @@ class OpenAICompatProvider:
 
     async def _chunks(self, response: httpx.Response, chunk_type: type[T]) -> AsyncIterator[T]:
         try:
-            async for line in response.aiter_lines():
+            async for line in response.aiter_lines():  # read to the end, so the connection is reused
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    return
+                    continue
                 if data.startswith('{"error"'):
                     raise self._status_error(response, data.encode())
                 yield chunk_type.model_validate_json(data)
