@@ -23,6 +23,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -100,7 +101,7 @@ def bench_cold_start() -> None:
           "note": "in-process from before `import stackkit` to the first chat answer; remote-only stack"})
 
 
-def fake_config(tmp: str):  # noqa: ANN201 - a RunConfig
+def fake_config(tmp: str) -> Any:
     from stackkit.core.config import parse_config
 
     return parse_config(textwrap.dedent("""
@@ -128,7 +129,7 @@ def bench_overhead(calls: int = 20_000, rounds: int = 7) -> None:
     def via_sync() -> None:
         sync_client.chat.completions.create(**KWARGS)
 
-    def timed(fn) -> float:  # noqa: ANN001
+    def timed(fn: Any) -> float:
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
@@ -139,9 +140,7 @@ def bench_overhead(calls: int = 20_000, rounds: int = 7) -> None:
     direct = [timed(direct_sync) for _ in range(rounds)]
     via = [timed(via_sync) for _ in range(rounds)]
     sync_client.close()
-    emit({"bench": "library_client_overhead", "client": "LibraryClient", "direct_us": round(statistics.median(direct), 2),
-          "client_us": round(statistics.median(via), 2),
-          "overhead_us": round(statistics.median(via) - statistics.median(direct), 2)})
+    emit_overhead("LibraryClient", direct, via)
 
     async def async_rounds() -> tuple[list[float], list[float]]:
         client = await AsyncLibraryClient(fake_config("")).initialize()
@@ -166,8 +165,13 @@ def bench_overhead(calls: int = 20_000, rounds: int = 7) -> None:
         return d, v
 
     d, v = asyncio.run(async_rounds())
-    emit({"bench": "library_client_overhead", "client": "AsyncLibraryClient", "direct_us": round(statistics.median(d), 2),
-          "client_us": round(statistics.median(v), 2), "overhead_us": round(statistics.median(v) - statistics.median(d), 2)})
+    emit_overhead("AsyncLibraryClient", d, v)
+
+
+def emit_overhead(client: str, direct: list[float], via: list[float]) -> None:
+    d, v = statistics.median(direct), statistics.median(via)
+    emit({"bench": "library_client_overhead", "client": client, "direct_us": round(d, 2), "client_us": round(v, 2),
+          "overhead_us": round(v - d, 2)})
 
 
 if __name__ == "__main__":
