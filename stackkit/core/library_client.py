@@ -17,6 +17,7 @@ from stackkit.apis.datatypes import Route
 from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig
 from stackkit.core.dispatch import build_request
+from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
 from stackkit.core.stack import Stack
 from stackkit.errors import StackkitError
 
@@ -83,8 +84,16 @@ class AsyncLibraryClient:
         api = route.api
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            headers = {k.lower(): v for k, v in (kwargs.get("extra_headers") or {}).items()}
             request = build_request(route, _request_data(route, args, kwargs))
-            return await getattr(impls[api], route.name)(request)
+            raw = headers.get(PROVIDER_DATA_HEADER)
+            if raw is None:
+                return await getattr(impls[api], route.name)(request)
+            token = provider_data.set(parse_provider_data(raw))
+            try:
+                return await getattr(impls[api], route.name)(request)
+            finally:
+                provider_data.reset(token)
 
         call.__name__ = route.name
         call.__doc__ = route.summary

@@ -30,6 +30,7 @@ from stackkit.core.config import RunConfig, load_config
 from stackkit.core.dispatch import build_request, build_request_json, wants_stream
 from stackkit.core.middleware import GatewayMiddleware
 from stackkit.core.openapi import openapi_spec
+from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
 from stackkit.core.stack import Stack, version
 from stackkit.errors import InvalidRequestError, StackkitError
 
@@ -125,7 +126,11 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
     where = f"{route.method} {route.path}"
 
     async def endpoint(http: Request) -> Response:
+        token = None
         try:
+            raw = http.headers.get(PROVIDER_DATA_HEADER)
+            if raw is not None:
+                token = provider_data.set(parse_provider_data(raw))
             request = await _read_request(route, http)
             result = await method(request)
             if wants_stream(route, request):
@@ -135,6 +140,9 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
             return error_response(exc)
         except Exception as exc:  # noqa: BLE001 - never a bare 500 with a traceback
             return error_response(internal_error(exc, where))
+        finally:
+            if token is not None:
+                provider_data.reset(token)
 
     endpoint.__name__ = route.name
     return endpoint

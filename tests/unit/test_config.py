@@ -80,7 +80,8 @@ def test_unknown_provider_type() -> None:
             """))
     assert str(err.value) == (
         "run.yaml:5: providers.inference[0].provider_type: unknown provider_type 'remote::nope' for the inference "
-        "API. Known types: inline::fake, remote::openai. See `stackkit list-providers inference`."
+        "API. Known types: inline::fake, remote::anthropic, remote::ollama, remote::openai, remote::vllm. "
+        "See `stackkit list-providers inference`."
     )
 
 

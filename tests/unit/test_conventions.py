@@ -89,7 +89,8 @@ def test_provider_modules_add_no_public_methods_beyond_the_protocol() -> None:
     for spec in SPECS:
         module = importlib.import_module(spec.module)
         impls = [v for v in vars(module).values()
-                 if inspect.isclass(v) and v.__module__ == module.__name__ and not issubclass(v, BaseModel)]
+                 if inspect.isclass(v) and v.__module__ == module.__name__ and not issubclass(v, BaseModel)
+                 and not v.__name__.startswith("_")]
         allowed = set(protocol_methods(spec.api)) | lifecycle
         for cls in impls:
             public = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}

@@ -22,4 +22,28 @@ def available_providers() -> list[ProviderSpec]:
             pip_packages=("httpx",),
             description="OpenAI, or any OpenAI-compatible server at base_url.",
         ),
+        ProviderSpec(
+            api=Api.inference,
+            provider_type="remote::vllm",
+            module="stackkit.providers.remote.vllm",
+            config_class="stackkit.providers.remote.vllm.VLLMConfig",
+            pip_packages=("httpx",),
+            description="A vLLM server (`vllm serve`), through its OpenAI-compatible API.",
+        ),
+        ProviderSpec(
+            api=Api.inference,
+            provider_type="remote::ollama",
+            module="stackkit.providers.remote.ollama",
+            config_class="stackkit.providers.remote.ollama.OllamaConfig",
+            pip_packages=("httpx",),
+            description="An Ollama server: models from /api/tags, chat and embeddings.",
+        ),
+        ProviderSpec(
+            api=Api.inference,
+            provider_type="remote::anthropic",
+            module="stackkit.providers.remote.anthropic",
+            config_class="stackkit.providers.remote.anthropic.AnthropicConfig",
+            pip_packages=("httpx",),
+            description="Anthropic's Messages API (Claude), translated to OpenAI's chat shapes.",
+        ),
     ]

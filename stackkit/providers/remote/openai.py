@@ -17,8 +17,10 @@ class OpenAIConfig(OpenAICompatConfig):
 
 
 class OpenAIInference(OpenAICompatProvider):
+    label = "remote::openai"
     api_key_env = "OPENAI_API_KEY"
+    provider_data_key = "openai_api_key"
 
 
 async def create(config: OpenAIConfig, deps: dict[Api, Any]) -> OpenAIInference:
-    return OpenAIInference(config, "remote::openai")
+    return OpenAIInference(config)

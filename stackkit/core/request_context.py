@@ -1,0 +1,26 @@
+"""Per-request data that travels from the transport to providers: the X-Stackkit-Provider-Data header."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+from stackkit.errors import InvalidRequestError
+
+PROVIDER_DATA_HEADER = "x-stackkit-provider-data"
+provider_data: ContextVar[dict[str, Any] | None] = ContextVar("stackkit_provider_data", default=None)
+
+
+def parse_provider_data(raw: str | bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(
+            f"The X-Stackkit-Provider-Data header is not valid JSON ({exc}); send a JSON object such as "
+            '{"openai_api_key": "sk-..."}.'
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError('The X-Stackkit-Provider-Data header must be a JSON object, e.g. {"openai_api_key": "sk-..."}.')
+    return data
