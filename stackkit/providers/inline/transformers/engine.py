@@ -1,0 +1,214 @@
+"""Continuous batching for a Hugging Face causal LM on one worker thread.
+
+Requests that arrive together are decoded together: each decode step runs one forward pass
+over every active sequence. A new request is prefilled on its own and merged into the running
+batch at a step boundary (its KV cache and the batch's are left-padded to one length; padding
+is masked out and position ids count only real tokens); a finished or cancelled sequence
+leaves the batch at once. Tokens go back to each caller's event loop as they are sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+log = logging.getLogger("stackkit.transformers")
+_END = object()
+
+
+@dataclass
+class Generation:
+    """One request's sampling settings and its channel back to the caller."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop_token_ids: frozenset[int]
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    generated: int = 0
+    finish_reason: str = "length"
+    generator: torch.Generator | None = None
+
+    def emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    async def tokens(self) -> Any:
+        """Yield token ids as they are sampled; cancel the generation if the consumer goes away."""
+        try:
+            while True:
+                item = await self.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.cancelled = True
+
+
+class BatchEngine:
+    def __init__(self, model: Any, max_batch_size: int) -> None:
+        self.model = model
+        self.device = model.device
+        self.max_batch_size = max_batch_size
+        self.pending: queue.Queue[Generation] = queue.Queue()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.steps = 0  # decode steps run (for tests and metrics)
+        self.max_batch_seen = 0
+        self.active: list[Generation] = []
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [batch, cache length]: 1 real token, 0 padding
+        self.last: torch.Tensor | None = None  # [batch, 1]: the token each row feeds next
+        self.thread = threading.Thread(target=self._run, name="stackkit-transformers-engine", daemon=True)
+        self.thread.start()
+
+    def submit(self, generation: Generation) -> None:
+        if generation.seed is not None:
+            generation.generator = torch.Generator(device="cpu").manual_seed(generation.seed)
+        self.pending.put(generation)
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=30)
+
+    # ---- the worker thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self.stopping:
+            if not self.active and self.pending.empty():
+                self.wake.wait(timeout=0.5)
+                self.wake.clear()
+                continue
+            try:
+                self._admit()
+                if self.active:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - fail the requests in flight, keep serving
+                log.exception("generation failed")
+                for g in self.active:
+                    g.emit(exc)
+                self._reset()
+        for g in self.active:
+            g.emit(RuntimeError("the model is shutting down"))
+
+    def _reset(self) -> None:
+        self.active, self.cache, self.mask, self.last = [], None, None, None
+
+    def _admit(self) -> None:
+        while len(self.active) < self.max_batch_size:
+            try:
+                g = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if g.cancelled:
+                continue
+            cache = DynamicCache()
+            ids = torch.tensor([g.prompt_ids], device=self.device)
+            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                             past_key_values=cache, position_ids=torch.arange(ids.shape[1], device=self.device)[None])
+            token = self._sample(out.logits[:, -1, :], [g])[0]
+            self._merge(cache, torch.ones_like(ids), g, token)
+            if self._deliver(g, token):
+                self._drop([len(self.active) - 1])
+
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor, g: Generation, token: int) -> None:
+        """Add a prefilled sequence to the running batch (left-padding whichever is shorter)."""
+        last = torch.tensor([[token]], device=self.device)
+        if self.cache is None or self.mask is None or self.last is None:
+            self.cache, self.mask, self.last, self.active = cache, mask, last, [g]
+            return
+        length = max(self.mask.shape[1], mask.shape[1])
+        merged = DynamicCache()
+        for i, (old, new) in enumerate(zip(self.cache.layers, cache.layers, strict=True)):
+            keys = torch.cat([_left_pad(old.keys, length), _left_pad(new.keys, length)])
+            values = torch.cat([_left_pad(old.values, length), _left_pad(new.values, length)])
+            merged.update(keys, values, i)
+        self.cache = merged
+        self.mask = torch.cat([F.pad(self.mask, (length - self.mask.shape[1], 0)),
+                               F.pad(mask, (length - mask.shape[1], 0))])
+        self.last = torch.cat([self.last, last])
+        self.active.append(g)
+        self.max_batch_seen = max(self.max_batch_seen, len(self.active))
+
+    def _step(self) -> None:
+        assert self.cache is not None and self.mask is not None and self.last is not None
+        self.mask = F.pad(self.mask, (0, 1), value=1)
+        positions = (self.mask.sum(dim=1, keepdim=True) - 1).to(self.device)
+        out = self.model(input_ids=self.last, attention_mask=self.mask, position_ids=positions,
+                         past_key_values=self.cache, use_cache=True)
+        self.steps += 1
+        tokens = self._sample(out.logits[:, -1, :], self.active)
+        self.last = torch.tensor([[t] for t in tokens], device=self.device)
+        done = [i for i, (g, t) in enumerate(zip(self.active, tokens, strict=True)) if self._deliver(g, t)]
+        self._drop(done)
+
+    def _deliver(self, g: Generation, token: int) -> bool:
+        """Send one token; True when the sequence is finished (or its consumer left)."""
+        if g.cancelled:
+            return True
+        if token in g.stop_token_ids:
+            g.finish_reason = "stop"
+            g.emit(_END)
+            return True
+        g.generated += 1
+        g.emit(token)
+        if g.generated >= g.max_new_tokens:
+            g.finish_reason = "length"
+            g.emit(_END)
+            return True
+        return False
+
+    def _drop(self, rows: list[int]) -> None:
+        rows += [i for i, g in enumerate(self.active) if g.cancelled and i not in rows]
+        if not rows:
+            return
+        keep = [i for i in range(len(self.active)) if i not in set(rows)]
+        if not keep:
+            self._reset()
+            return
+        assert self.cache is not None and self.mask is not None and self.last is not None
+        index = torch.tensor(keep, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.last = self.mask[index], self.last[index]
+        self.active = [self.active[i] for i in keep]
+        first = int(self.mask.any(dim=0).nonzero()[0])  # drop columns that are padding in every row
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, rows: list[Generation]) -> list[int]:
+        tokens = []
+        for row, g in zip(logits.float(), rows, strict=True):
+            if g.temperature <= 0:
+                tokens.append(int(row.argmax()))
+                continue
+            probs = torch.softmax(row / g.temperature, dim=-1)
+            if g.top_p < 1.0:
+                sorted_probs, order = probs.sort(descending=True)
+                cut = sorted_probs.cumsum(0) - sorted_probs > g.top_p
+                sorted_probs[cut] = 0
+                probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+            tokens.append(int(torch.multinomial(probs.cpu(), 1, generator=g.generator)))
+        return tokens
+
+
+def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    return F.pad(tensor, (0, 0, length - tensor.shape[2], 0))
