@@ -22,5 +22,7 @@ def parse_provider_data(raw: str | bytes) -> dict[str, Any]:
             '{"openai_api_key": "sk-..."}.'
         ) from None
     if not isinstance(data, dict):
-        raise InvalidRequestError('The X-Stackkit-Provider-Data header must be a JSON object, e.g. {"openai_api_key": "sk-..."}.')
+        raise InvalidRequestError(
+            'The X-Stackkit-Provider-Data header must be a JSON object, e.g. {"openai_api_key": "sk-..."}.'
+        )
     return data

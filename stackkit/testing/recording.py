@@ -20,7 +20,9 @@ from unittest import mock
 import orjson
 import yaml
 
-SCRUBBED_HEADERS = ("authorization", "x-api-key", "api-key", "openai-organization", "cookie", "x-stackkit-provider-data")
+SCRUBBED_HEADERS = (
+    "authorization", "x-api-key", "api-key", "openai-organization", "cookie", "x-stackkit-provider-data",
+)
 
 
 class RecordMode(enum.StrEnum):

@@ -8,7 +8,7 @@ trained with `tokenizers` on a built-in corpus, and a chat template that renders
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 CHAT_TEMPLATE = (
     "{%- if tools %}<|system|>\nYou can call these tools:\n{%- for tool in tools %}\n{{ tool | tojson }}"
@@ -33,7 +33,7 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512):  # noqa: ANN201 - a PreTrainedTokenizerFast
+def build_tokenizer(vocab_size: int = 512) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -43,8 +43,8 @@ def build_tokenizer(vocab_size: int = 512):  # noqa: ANN201 - a PreTrainedTokeni
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 20, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin|>", eos_token="<|end|>",
-                                   pad_token="<|pad|>")
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tok, bos_token="<|begin|>", eos_token="<|end|>", pad_token="<|pad|>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -62,15 +62,15 @@ def build_tiny_model(path: str | Path, *, arch: Literal["llama", "gpt2"] = "llam
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
     torch.manual_seed(seed)
+    model: Any
     if arch == "llama":
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                             max_position_embeddings=context, **ids)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=context, **ids))
     else:
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=hidden_size, n_layer=layers, n_head=heads,
-                            n_positions=context, **ids)
-        model = GPT2LMHeadModel(config)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=hidden_size, n_layer=layers,
+                                           n_head=heads, n_positions=context, **ids))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

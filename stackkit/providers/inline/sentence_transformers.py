@@ -119,7 +119,8 @@ class SentenceTransformersInference:
     async def _drain(self) -> None:
         try:
             while self.queue:
-                batch, size = [], 0
+                batch: list[_Pending] = []
+                size = 0
                 while self.queue and (not batch or size + len(self.queue[0].texts) <= self.config.max_texts_per_call):
                     batch.append(self.queue.pop(0))
                     size += len(batch[-1].texts)

@@ -18,6 +18,15 @@ def available_providers() -> list[ProviderSpec]:
         ),
         ProviderSpec(
             api=Api.inference,
+            provider_type="inline::vllm",
+            module="stackkit.providers.inline.vllm",
+            config_class="stackkit.providers.inline.vllm.VLLMEngineConfig",
+            pip_packages=("vllm",),
+            extra="vllm",
+            description="vLLM's async engine in-process (CUDA only).",
+        ),
+        ProviderSpec(
+            api=Api.inference,
             provider_type="inline::sentence-transformers",
             module="stackkit.providers.inline.sentence_transformers",
             config_class="stackkit.providers.inline.sentence_transformers.SentenceTransformersConfig",

@@ -12,32 +12,35 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import (
     ChatCompletion,
-    ChatCompletionChoice,
     ChatCompletionChunk,
-    ChatCompletionChunkChoice,
-    ChatCompletionMessage,
     ChatCompletionRequest,
-    ChoiceDelta,
     Completion,
-    CompletionChoice,
     CompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
     ProviderModel,
-    ToolCallDelta,
-    ToolCallDeltaFunction,
-    Usage,
 )
 from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError
+from stackkit.providers.utils.local_chat import (
+    chat_chunks,
+    chat_response,
+    check_sampling,
+    completion_chunks,
+    completion_response,
+    render_prompt,
+    stops_of,
+)
+
+if TYPE_CHECKING:
+    from stackkit.providers.inline.transformers.engine import Generation
 
 log = logging.getLogger("stackkit.transformers")
 
@@ -77,7 +80,7 @@ def _load(config: TransformersConfig) -> tuple[Any, Any]:
                                                      trust_remote_code=config.trust_remote_code)
     except OSError as exc:
         raise ConfigError(f"inline::transformers could not load {config.model!r}: {exc}") from exc
-    model.to(device).eval()
+    model = model.to(device).eval()  # type: ignore[arg-type]
     if config.chat_template:
         tokenizer.chat_template = config.chat_template
     params = sum(p.numel() for p in model.parameters())
@@ -97,7 +100,7 @@ def _context_length(model: Any) -> int | None:
 
 class TransformersInference:
     def __init__(self, config: TransformersConfig, model: Any, tokenizer: Any) -> None:
-        from stackkit.providers.inline.transformers.engine import BatchEngine
+        from stackkit.providers.inline.transformers.engine import BatchEngine  # imports torch
 
         self.config = config
         self.model = model
@@ -120,13 +123,11 @@ class TransformersInference:
             raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'.",
                                 code="model_not_found")
 
-    def _start(self, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest) -> Any:
+    def _start(self, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
+               stops: list[str]) -> _TextStream:
         from stackkit.providers.inline.transformers.engine import Generation
 
-        if getattr(request, "n", None) not in (None, 1):
-            raise InvalidRequestError("inline::transformers generates one choice per request; set n=1.", param="n")
-        if request.logprobs:
-            raise InvalidRequestError("inline::transformers does not return logprobs.", param="logprobs")
+        check_sampling(request, "inline::transformers")
         wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
         if self.context_length is not None:
             room = self.context_length - len(prompt_ids)
@@ -140,77 +141,24 @@ class TransformersInference:
                                 temperature=1.0 if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
         self.engine.submit(generation)
-        return generation
-
-    def _chat_ids(self, request: ChatCompletionRequest) -> list[int]:
-        from stackkit.providers.inline.transformers.chat import render_prompt
-
-        ids: list[int] = self.tokenizer(render_prompt(self.tokenizer, request), add_special_tokens=False)["input_ids"]
-        return ids
+        return _TextStream(self.tokenizer, generation, stops)
 
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self._check_model(request.model)
-        ids = self._chat_ids(request)
-        generation = self._start(ids, request)
-        stream = _TextStream(self.tokenizer, generation, request.stop_list())
-        tools = {t.function.name for t in request.tools or []} if request.tool_choice != "none" else set()
-        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if request.stream:
-            return self._chat_chunks(stream, request, ident, created, tools)
-        text = "".join([piece async for piece in stream.pieces()])
-        message, finish = _message(text, tools, stream.finish_reason)
-        return ChatCompletion(id=ident, created=created, model=request.model, usage=stream.usage(len(ids)),
-                              choices=[ChatCompletionChoice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
-
-    async def _chat_chunks(self, stream: _TextStream, request: ChatCompletionRequest, ident: str, created: int,
-                           tools: set[str]) -> AsyncIterator[ChatCompletionChunk]:
-        def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[
-                ChatCompletionChunkChoice(delta=delta, finish_reason=finish)])  # type: ignore[arg-type]
-
-        yield chunk(ChoiceDelta(role="assistant", content=""))
-        if tools:  # tool calls are only known once the whole output is in
-            text = "".join([piece async for piece in stream.pieces()])
-            message, finish = _message(text, tools, stream.finish_reason)
-            if message.content:
-                yield chunk(ChoiceDelta(content=message.content))
-            for i, call in enumerate(message.tool_calls or []):
-                yield chunk(ChoiceDelta(tool_calls=[ToolCallDelta(index=i, id=call.id, type="function",
-                                        function=ToolCallDeltaFunction(name=call.function.name,
-                                                                       arguments=call.function.arguments))]))
-        else:
-            async for piece in stream.pieces():
-                yield chunk(ChoiceDelta(content=piece))
-            finish = stream.finish_reason
-        yield chunk(ChoiceDelta(), finish)
-        if request.stream_options and request.stream_options.include_usage:
-            yield ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[],
-                                      usage=stream.usage(len(stream.generation.prompt_ids)))
+        prompt = render_prompt(self.tokenizer, request)
+        ids: list[int] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        gen = self._start(ids, request, request.stop_list())
+        return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         self._check_model(request.model)
         if not isinstance(request.prompt, str):
             raise InvalidRequestError("inline::transformers takes one string prompt.", param="prompt")
         ids: list[int] = self.tokenizer(request.prompt)["input_ids"]
-        generation = self._start(ids, request)
-        stream = _TextStream(self.tokenizer, generation, _stops(request.stop))
-        ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        if not request.stream:
-            text = "".join([piece async for piece in stream.pieces()])
-            prefix = request.prompt if request.echo else ""
-            return Completion(id=ident, created=created, model=request.model, usage=stream.usage(len(ids)), choices=[
-                CompletionChoice(text=prefix + text, finish_reason=stream.finish_reason)])  # type: ignore[arg-type]
-        return self._completion_chunks(stream, request, ident, created)
-
-    async def _completion_chunks(self, stream: _TextStream, request: CompletionRequest, ident: str, created: int
-                                 ) -> AsyncIterator[Completion]:
-        async for piece in stream.pieces():
-            yield Completion(id=ident, created=created, model=request.model, choices=[CompletionChoice(text=piece)])
-        usage = stream.usage(len(stream.generation.prompt_ids)) if request.stream_options else None
-        yield Completion(id=ident, created=created, model=request.model, usage=usage, choices=[
-            CompletionChoice(text="", finish_reason=stream.finish_reason)])  # type: ignore[arg-type]
+        gen = self._start(ids, request, stops_of(request.stop))
+        return completion_chunks(gen, request) if request.stream else await completion_response(gen, request)
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         raise InvalidRequestError("inline::transformers serves causal LMs; serve embedding models with "
@@ -221,41 +169,28 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _stops(stop: str | list[str] | None) -> list[str]:
-    return [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
-
-
-def _message(text: str, tools: set[str], finish: str) -> tuple[ChatCompletionMessage, str]:
-    if tools:
-        from stackkit.providers.inline.transformers.chat import parse_tool_calls
-
-        rest, calls = parse_tool_calls(text, tools)
-        if calls:
-            return ChatCompletionMessage(content=rest or None, tool_calls=calls), "tool_calls"
-    return ChatCompletionMessage(content=text), finish
-
-
 class _TextStream:
-    """Decodes a generation's tokens into text pieces, applying stop strings as it goes."""
+    """A generation's tokens decoded into text pieces, with stop strings applied as it goes."""
 
-    def __init__(self, tokenizer: Any, generation: Any, stops: list[str]) -> None:
+    def __init__(self, tokenizer: Any, generation: Generation, stops: list[str]) -> None:
         self.tokenizer = tokenizer
         self.generation = generation
-        self.stops = [s for s in stops if s]
+        self.prompt_tokens = len(generation.prompt_ids)
+        self.stops = stops
         self.tokens: list[int] = []
         self.stopped_by_string = False
 
     @property
     def finish_reason(self) -> str:
-        return "stop" if self.stopped_by_string else str(self.generation.finish_reason)
+        return "stop" if self.stopped_by_string else self.generation.finish_reason
 
-    def usage(self, prompt_tokens: int) -> Usage:
-        n = len(self.tokens)
-        return Usage(prompt_tokens=prompt_tokens, completion_tokens=n, total_tokens=prompt_tokens + n)
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens)
 
     async def pieces(self) -> AsyncIterator[str]:
         sent = 0
-        hold = max((len(s) for s in self.stops), default=1) - 1
+        hold = max((len(s) for s in self.stops), default=1) - 1  # text that may still become a stop string
         text = ""
         tokens = self.generation.tokens()
         try:
@@ -268,7 +203,7 @@ class _TextStream:
                     if cut > sent:
                         yield text[sent:cut]
                     return
-                safe = len(text) - hold if not text.endswith("\ufffd") else len(text) - hold - 1
+                safe = len(text) - hold - (1 if text.endswith("\ufffd") else 0)  # not half a character
                 if safe > sent:
                     yield text[sent:safe]
                     sent = safe

@@ -99,7 +99,7 @@ class BatchEngine:
                 self._admit()
                 if self.active:
                     self._step()
-            except Exception as exc:  # noqa: BLE001 - fail the requests in flight, keep serving
+            except Exception as exc:  # fail the requests in flight, keep serving
                 log.exception("generation failed")
                 for g in self.active:
                     g.emit(exc)
@@ -135,7 +135,9 @@ class BatchEngine:
             return
         length = max(self.mask.shape[1], mask.shape[1])
         merged = DynamicCache()
-        for i, (old, new) in enumerate(zip(self.cache.layers, cache.layers, strict=True)):
+        old_layers: list[Any] = list(self.cache.layers)  # DynamicLayer: .keys/.values [batch, heads, len, dim]
+        new_layers: list[Any] = list(cache.layers)
+        for i, (old, new) in enumerate(zip(old_layers, new_layers, strict=True)):
             keys = torch.cat([_left_pad(old.keys, length), _left_pad(new.keys, length)])
             values = torch.cat([_left_pad(old.values, length), _left_pad(new.values, length)])
             merged.update(keys, values, i)
@@ -190,7 +192,8 @@ class BatchEngine:
         first = int(self.mask.any(dim=0).nonzero()[0])  # drop columns that are padding in every row
         if first:
             self.mask = self.mask[:, first:]
-            for layer in self.cache.layers:
+            layers: list[Any] = list(self.cache.layers)
+            for layer in layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
     @staticmethod

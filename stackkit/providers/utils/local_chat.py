@@ -1,0 +1,193 @@
+"""What local model providers share: chat templating, tool-call parsing, and assembling
+OpenAI-shaped responses (whole or streamed) from a generation's text pieces."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from stackkit.apis.inference import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChoiceDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    FunctionCall,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDeltaFunction,
+    ToolMessage,
+    Usage,
+    content_text,
+)
+from stackkit.errors import InvalidRequestError
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+
+
+def template_messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The request's messages as the dicts Hugging Face chat templates expect."""
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        role = "system" if m.role == "developer" else m.role
+        item: dict[str, Any] = {"role": role, "content": content_text(m.content)}
+        if isinstance(m, AssistantMessage) and m.tool_calls:
+            item["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                "name": c.function.name, "arguments": _loads(c.function.arguments)}} for c in m.tool_calls]
+        if isinstance(m, ToolMessage):
+            item["tool_call_id"] = m.tool_call_id
+        out.append(item)
+    return out
+
+
+def _loads(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments
+
+
+def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidRequestError(
+            "This model's tokenizer has no chat template; use /v1/completions, or set chat_template in the "
+            "provider config.", param="messages")
+    with_tools = request.tools if request.tool_choice != "none" else None
+    tools = [t.function.model_dump(exclude_none=True) for t in with_tools or []]
+    wrapped = [{"type": "function", "function": t} for t in tools] or None
+    try:
+        text = tokenizer.apply_chat_template(template_messages(request), tools=wrapped, add_generation_prompt=True,
+                                             tokenize=False)
+    except Exception as exc:  # template errors: the caller's messages do not fit it
+        raise InvalidRequestError(f"The model's chat template rejected these messages: {exc}",
+                                  param="messages") from exc
+    return str(text)
+
+
+def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[ToolCall]]:
+    """Tool calls in a generation: ``<tool_call>{...}</tool_call>`` blocks (Hermes/Qwen style), or the
+    whole output as one ``{"name": ..., "arguments"|"parameters": {...}}`` object (Llama 3 style)."""
+    candidates = [m.group(1) for m in _TOOL_CALL.finditer(text)]
+    rest = _TOOL_CALL.sub("", text).strip() if candidates else text
+    if not candidates and text.strip().startswith("{"):
+        candidates, rest = [text.strip()], ""
+    calls = []
+    for raw in candidates:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return text, []
+        name = data.get("name") if isinstance(data, dict) else None
+        if name not in tool_names:
+            return text, []
+        arguments = data.get("arguments", data.get("parameters", {}))
+        calls.append(ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(
+            name=name, arguments=arguments if isinstance(arguments, str) else json.dumps(arguments))))
+    return rest, calls
+
+
+# ---- assembling responses from a local generation ---------------------------------------------
+
+
+class TextGeneration(Protocol):
+    """A running generation as text pieces (a local engine's output, after stop strings)."""
+
+    prompt_tokens: int
+
+    def pieces(self) -> AsyncIterator[str]: ...
+
+    @property
+    def finish_reason(self) -> str: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+def usage_of(gen: TextGeneration) -> Usage:
+    return Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+                 total_tokens=gen.prompt_tokens + gen.completion_tokens)
+
+
+def tool_names(request: ChatCompletionRequest) -> set[str]:
+    return {t.function.name for t in request.tools or []} if request.tool_choice != "none" else set()
+
+
+def _message(text: str, tools: set[str], finish: str) -> tuple[ChatCompletionMessage, str]:
+    if tools:
+        rest, calls = parse_tool_calls(text, tools)
+        if calls:
+            return ChatCompletionMessage(content=rest or None, tool_calls=calls), "tool_calls"
+    return ChatCompletionMessage(content=text), finish
+
+
+async def chat_response(gen: TextGeneration, request: ChatCompletionRequest) -> ChatCompletion:
+    text = "".join([piece async for piece in gen.pieces()])
+    message, finish = _message(text, tool_names(request), gen.finish_reason)
+    return ChatCompletion(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model,
+                          usage=usage_of(gen),
+                          choices=[ChatCompletionChoice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
+
+
+async def chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[
+            ChatCompletionChunkChoice(delta=delta, finish_reason=finish)])  # type: ignore[arg-type]
+
+    yield chunk(ChoiceDelta(role="assistant", content=""))
+    tools = tool_names(request)
+    if tools:  # tool calls are only known once the whole output is in
+        text = "".join([piece async for piece in gen.pieces()])
+        message, finish = _message(text, tools, gen.finish_reason)
+        if message.content:
+            yield chunk(ChoiceDelta(content=message.content))
+        for i, call in enumerate(message.tool_calls or []):
+            yield chunk(ChoiceDelta(tool_calls=[ToolCallDelta(
+                index=i, id=call.id, type="function",
+                function=ToolCallDeltaFunction(name=call.function.name, arguments=call.function.arguments))]))
+    else:
+        async for piece in gen.pieces():
+            yield chunk(ChoiceDelta(content=piece))
+        finish = gen.finish_reason
+    yield chunk(ChoiceDelta(), finish)
+    if request.stream_options and request.stream_options.include_usage:
+        yield ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[], usage=usage_of(gen))
+
+
+async def completion_response(gen: TextGeneration, request: CompletionRequest) -> Completion:
+    text = "".join([piece async for piece in gen.pieces()])
+    prefix = request.prompt if request.echo and isinstance(request.prompt, str) else ""
+    return Completion(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model,
+                      usage=usage_of(gen),
+                      choices=[CompletionChoice(text=prefix + text, finish_reason=gen.finish_reason)])  # type: ignore[arg-type]
+
+
+async def completion_chunks(gen: TextGeneration, request: CompletionRequest) -> AsyncIterator[Completion]:
+    ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    async for piece in gen.pieces():
+        yield Completion(id=ident, created=created, model=request.model, choices=[CompletionChoice(text=piece)])
+    yield Completion(id=ident, created=created, model=request.model,
+                     usage=usage_of(gen) if request.stream_options else None,
+                     choices=[CompletionChoice(text="", finish_reason=gen.finish_reason)])  # type: ignore[arg-type]
+
+
+def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider: str) -> None:
+    if getattr(request, "n", None) not in (None, 1):
+        raise InvalidRequestError(f"{provider} generates one choice per request; set n=1.", param="n")
+    if request.logprobs:
+        raise InvalidRequestError(f"{provider} does not return logprobs.", param="logprobs")
+
+
+def stops_of(stop: str | list[str] | None) -> list[str]:
+    return [] if stop is None else [s for s in ([stop] if isinstance(stop, str) else stop) if s]
