@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from stackkit.core.config import RunConfig, parse_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub; models are built or packaged
 
 FAKE_STACK = """
 version: 2

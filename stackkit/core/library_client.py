@@ -61,8 +61,18 @@ def _build_tree(root: Any, make_op: Callable[[Route], Callable[..., Any]], route
         setattr(node, leaf, make_op(route))
 
 
+def _missing(client: Any, name: str) -> AttributeError:
+    served = sorted(k for k in vars(client) if not k.startswith("_") and isinstance(vars(client)[k], _Namespace))
+    hint = "" if vars(client).get("stack") else " (call `await client.initialize()` or use `async with` first)"
+    return AttributeError(f"This stack has no '{name}' operations{hint}. It serves: {', '.join(served) or 'none'}. "
+                          "Add a provider for that API to run.yaml.")
+
+
 class AsyncLibraryClient:
     """``async with AsyncLibraryClient("starter") as client: await client.chat.completions.create(...)``"""
+
+    def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
+        raise _missing(self, name)
 
     def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
         self._config = config
@@ -139,6 +149,9 @@ class LibraryClient:
     It runs the stack on an event loop of its own, driven by each call, so it must not be
     used from inside a running event loop (use AsyncLibraryClient there).
     """
+
+    def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
+        raise _missing(self, name)
 
     def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
         self._async = AsyncLibraryClient(config)

