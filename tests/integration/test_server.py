@@ -276,3 +276,35 @@ def test_stackkit_run_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "run.yaml:3: providers.inference[0].provider_type: unknown provider_type 'remote::typo'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL")}
+    env.update(STACKKIT_STATE_DIR=str(tmp_path), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", "starter", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("stackkit run starter did not become healthy")
+        with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
+            out = sdk.embeddings.create(model="all-MiniLM-L6-v2", input=["hello", "world"])
+            assert [len(d.embedding) for d in out.data] == [384, 384]
+            assert "all-MiniLM-L6-v2" in [m.id for m in sdk.models.list().data]
+            with pytest.raises(openai.NotFoundError, match="Known models: all-MiniLM-L6-v2"):
+                sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
+        assert f"set {var} to enable" in err
+    assert proc.returncode == 0, err
