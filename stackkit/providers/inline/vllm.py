@@ -70,6 +70,9 @@ class _VLLMGeneration:
     def completion_tokens(self) -> int:
         return self._completion_tokens
 
+    async def text(self) -> str:
+        return "".join([piece async for piece in self.pieces()])
+
     async def pieces(self) -> AsyncIterator[str]:
         finished = False
         try:

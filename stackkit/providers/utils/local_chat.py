@@ -106,6 +106,10 @@ class TextGeneration(Protocol):
 
     def pieces(self) -> AsyncIterator[str]: ...
 
+    async def text(self) -> str:
+        """The whole output (may be cheaper than joining pieces)."""
+        ...
+
     @property
     def finish_reason(self) -> str: ...
 
@@ -131,7 +135,7 @@ def _message(text: str, tools: set[str], finish: str) -> tuple[ChatCompletionMes
 
 
 async def chat_response(gen: TextGeneration, request: ChatCompletionRequest) -> ChatCompletion:
-    text = "".join([piece async for piece in gen.pieces()])
+    text = await gen.text()
     message, finish = _message(text, tool_names(request), gen.finish_reason)
     return ChatCompletion(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model,
                           usage=usage_of(gen),
@@ -166,7 +170,7 @@ async def chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> As
 
 
 async def completion_response(gen: TextGeneration, request: CompletionRequest) -> Completion:
-    text = "".join([piece async for piece in gen.pieces()])
+    text = await gen.text()
     prefix = request.prompt if request.echo and isinstance(request.prompt, str) else ""
     return Completion(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model,
                       usage=usage_of(gen),

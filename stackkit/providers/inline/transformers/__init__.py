@@ -188,25 +188,42 @@ class _TextStream:
     def completion_tokens(self) -> int:
         return len(self.tokens)
 
+    async def text(self) -> str:
+        """The whole output; without stop strings it is decoded once, at the end."""
+        if self.stops:
+            return "".join([piece async for piece in self.pieces()])
+        tokens = self.generation.tokens()
+        try:
+            self.tokens = [token async for token in tokens]
+        finally:
+            await tokens.aclose()
+        return str(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+
     async def pieces(self) -> AsyncIterator[str]:
+        """Text as it is generated, decoded incrementally (a window of recent tokens, not the whole output)."""
+        text = ""  # everything decoded so far that may be sent
         sent = 0
         hold = max((len(s) for s in self.stops), default=1) - 1  # text that may still become a stop string
-        text = ""
+        prefix, read = 0, 0  # tokens[prefix:read] were decoded last time, to give later tokens their context
         tokens = self.generation.tokens()
         try:
             async for token in tokens:
                 self.tokens.append(token)
-                text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+                before = self.tokenizer.decode(self.tokens[prefix:read], skip_special_tokens=True)
+                after = self.tokenizer.decode(self.tokens[prefix:], skip_special_tokens=True)
+                if len(after) <= len(before) or after.endswith("\ufffd"):
+                    continue  # half a character so far
+                text += after[len(before):]
+                prefix, read = read, len(self.tokens)
                 cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
                 if cut >= 0:
                     self.stopped_by_string = True
                     if cut > sent:
                         yield text[sent:cut]
                     return
-                safe = len(text) - hold - (1 if text.endswith("\ufffd") else 0)  # not half a character
-                if safe > sent:
-                    yield text[sent:safe]
-                    sent = safe
+                if len(text) - hold > sent:
+                    yield text[sent:len(text) - hold]
+                    sent = len(text) - hold
             if len(text) > sent:
                 yield text[sent:]
         finally:

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""inline::transformers: batching throughput, and one request against model.generate.
+
+Builds a small random Llama (no weights can be downloaded here), then measures, through
+AsyncLibraryClient (the provider's real code path):
+  * aggregate generated tokens/s with 8 concurrent requests vs 1 at a time (target >= 3x);
+  * one request's tokens/s vs calling `model.generate` directly with the same settings (target >= 0.9x).
+Prints JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from stackkit import AsyncLibraryClient
+from stackkit.core.config import parse_config
+from stackkit.testing.tiny_model import build_tiny_model
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+async def timed_requests(client: Any, prompts: list[str], max_tokens: int, concurrent: bool) -> tuple[float, int]:
+    async def one(p: str) -> int:
+        out = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": p}],
+                                                   max_tokens=max_tokens, temperature=0)
+        return int(out.usage.completion_tokens)
+
+    start = time.perf_counter()
+    if concurrent:
+        tokens = sum(await asyncio.gather(*(one(p) for p in prompts)))
+    else:
+        tokens = 0
+        for p in prompts:
+            tokens += await one(p)
+    return time.perf_counter() - start, tokens
+
+
+def generate_directly(model: Any, tokenizer: Any, prompt: str, max_tokens: int) -> tuple[float, int]:
+    import torch
+
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                         tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    elapsed = time.perf_counter() - start
+    return elapsed, int(out.shape[1] - ids["input_ids"].shape[1])
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_tiny_model(Path(tmp) / "small-llama", hidden_size=args.hidden, layers=args.layers,
+                                heads=8, context=2048)
+        config = parse_config(textwrap.dedent(f"""
+            providers:
+              inference:
+                - {{provider_id: local, provider_type: inline::transformers,
+                    config: {{model: "{path}", max_batch_size: 8, device: cpu}}}}
+            registered_resources: {{models: [{{model_id: m, provider_id: local, provider_model_id: small-llama}}]}}
+            storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
+            """), env={})
+        async with AsyncLibraryClient(config) as client:
+            provider = client.stack.tables["inference"].providers["local"]  # type: ignore[union-attr]
+            params = sum(p.numel() for p in provider.model.parameters())
+            prompts = [f"Tell me about item number {i} and the weather in Paris." for i in range(8)]
+            await timed_requests(client, prompts[:2], 8, concurrent=True)  # warm up
+            seq = [await timed_requests(client, prompts, args.max_tokens, concurrent=False) for _ in range(args.runs)]
+            con = [await timed_requests(client, prompts, args.max_tokens, concurrent=True) for _ in range(args.runs)]
+            seq_tps = statistics.median(t / s for s, t in seq)
+            con_tps = statistics.median(t / s for s, t in con)
+            emit({"bench": "transformers_batching", "params_m": round(params / 1e6, 1), "requests": 8,
+                  "max_tokens": args.max_tokens, "sequential_tokens_per_s": round(seq_tps, 1),
+                  "concurrent8_tokens_per_s": round(con_tps, 1), "speedup": round(con_tps / seq_tps, 2),
+                  "max_batch_seen": provider.engine.max_batch_seen})
+            ours, direct = [], []
+            for _ in range(args.runs):
+                s, t = await timed_requests(client, prompts[:1], args.max_tokens, concurrent=False)
+                ours.append(t / s)
+                s, t = generate_directly(provider.model, provider.tokenizer, prompts[0], args.max_tokens)
+                direct.append(t / s)
+            mine, theirs = statistics.median(ours), statistics.median(direct)
+            emit({"bench": "transformers_single_vs_generate", "stackkit_tokens_per_s": round(mine, 1),
+                  "generate_tokens_per_s": round(theirs, 1), "ratio": round(mine / theirs, 2)})
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=3)
+    asyncio.run(main(ap.parse_args()))
