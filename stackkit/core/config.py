@@ -55,6 +55,7 @@ class ModelInput(_Strict):
     provider_model_id: str | None = None
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
+    guardrails: list[str] = Field(default_factory=list, description="shields run around every chat completion")
 
 
 class ShieldInput(_Strict):
@@ -72,9 +73,17 @@ class VectorStoreInput(_Strict):
 
 
 class RegisteredResources(_Strict):
+    """Resources declared in run.yaml; one whose id resolves empty is skipped, like a disabled provider."""
+
     models: list[ModelInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
+
+    @field_validator("models", "shields", "vector_stores")
+    @classmethod
+    def _drop_disabled(cls, items: list[Any]) -> list[Any]:
+        return [i for i in items if getattr(i, "model_id", None) or getattr(i, "shield_id", None)
+                or getattr(i, "vector_store_id", None)]
 
 
 class CorsConfig(_Strict):

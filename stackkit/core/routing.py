@@ -49,6 +49,7 @@ from stackkit.apis.vector_io import (
     VectorStoreIdRequest,
     VectorStoreList,
 )
+from stackkit.core.guardrails import Guardrails
 from stackkit.core.storage import KVStore
 from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
 
@@ -251,8 +252,9 @@ class ShieldsTable:
 class InferenceRouter:
     def __init__(self, table: ResourceTable) -> None:
         self.table = table
+        self.guardrails: Guardrails | None = None  # set by the Stack when a safety API is configured
 
-    def _route(self, model: str, want: ModelType) -> tuple[Any, str]:
+    def _resolve(self, model: str, want: ModelType) -> tuple[Any, Resource]:
         impl, resource = self.table.resolve(model)
         if isinstance(resource, ModelResource) and resource.model_type is not want:
             raise InvalidRequestError(
@@ -260,15 +262,29 @@ class InferenceRouter:
                 f"model.",
                 param="model",
             )
+        return impl, resource
+
+    def _route(self, model: str, want: ModelType) -> tuple[Any, str]:
+        impl, resource = self._resolve(model, want)
         return impl, resource.provider_resource_id
 
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        impl, upstream = self._route(request.model, ModelType.llm)
-        if upstream != request.model:
-            request = request.model_copy(update={"model": upstream})
-        return await impl.chat_completion(request)  # type: ignore[no-any-return]
+        impl, resource = self._resolve(request.model, ModelType.llm)
+        shields = Guardrails.requested(request, resource.metadata if isinstance(resource, ModelResource) else {})
+        if resource.provider_resource_id != request.model:
+            request = request.model_copy(update={"model": resource.provider_resource_id})
+        if not shields:
+            return await impl.chat_completion(request)  # type: ignore[no-any-return]
+        if self.guardrails is None:
+            raise InvalidRequestError("guardrails need a safety provider; add one under providers.safety.",
+                                      param="guardrails")
+        request = await self.guardrails.check_input(shields, request)
+        result = await impl.chat_completion(request)
+        if isinstance(result, ChatCompletion):
+            return await self.guardrails.check_output(shields, request, result)
+        return self.guardrails.guard_stream(shields, request, result)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         impl, upstream = self._route(request.model, ModelType.llm)

@@ -30,6 +30,7 @@ from stackkit.apis.inspect import (
 )
 from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig, load_config
+from stackkit.core.guardrails import Guardrails
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
 from stackkit.core.routing import (
     InferenceRouter,
@@ -93,6 +94,10 @@ class Stack:
         self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
         if Api.safety in self.impls:
             self.impls[Api.shields] = ShieldsTable(self.tables[Api.safety])
+            inference = self.impls[Api.inference]
+            if isinstance(inference, InferenceRouter):
+                inference.guardrails = Guardrails(self.impls[Api.safety],
+                                                  int(self.config.safety.get("stream_check_chars", 200)))
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:
@@ -118,7 +123,8 @@ class Stack:
             pid = self._provider_for(Api.inference, m.provider_id, ("registered_resources", "models", i))
             declared.append((Api.inference, ModelResource(
                 identifier=m.model_id, provider_id=pid, provider_resource_id=m.provider_model_id or m.model_id,
-                model_type=m.model_type, metadata=m.metadata,
+                model_type=m.model_type, metadata={**m.metadata, "guardrails": m.guardrails} if m.guardrails
+                else m.metadata,
             )))
         for i, s in enumerate(res.shields):
             pid = self._provider_for(Api.safety, s.provider_id, ("registered_resources", "shields", i))

@@ -75,3 +75,31 @@ def build_tiny_model(path: str | Path, *, arch: Literal["llama", "gpt2"] = "llam
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_tiny_classifier(path: str | Path, *, labels: tuple[str, ...] = ("BENIGN", "INJECTION", "JAILBREAK"),
+                          always: str | None = None, seed: int = 0) -> Path:
+    """Save a random-weight BERT sequence classifier; `always` biases it to predict that label."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    path = Path(path)
+    if (path / "config.json").exists():
+        return path
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    settings: dict[str, Any] = {
+        "vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 128, "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)},
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = BertConfig(**settings)
+    model = BertForSequenceClassification(config)
+    if always is not None:
+        with torch.no_grad():
+            model.classifier.bias.zero_()
+            model.classifier.bias[labels.index(always)] = 20.0
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

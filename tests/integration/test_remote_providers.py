@@ -169,3 +169,22 @@ def test_ollama_lists_models_from_api_tags_and_chats(cassette: Any) -> None:
         assert models == {"up/llama3.2:latest": "llm", "up/nomic-embed-text:latest": "embedding"}
         out = client.chat.completions.create(model="llama3.2:latest", messages=HI)  # type: ignore[attr-defined]
         assert out.choices[0].message.content == "Hello! How can I help you today?"
+
+
+# ---- OpenAI moderation (reference cassette) ---------------------------------------------------
+
+
+def test_openai_moderation_shield(cassette: Any) -> None:
+    config = parse_config(textwrap.dedent("""
+        providers:
+          safety:
+            - {provider_id: omod, provider_type: remote::openai-moderation, config: {api_key: sk-test}}
+        registered_resources:
+          shields: [{shield_id: omni, provider_id: omod, provider_shield_id: omni-moderation-latest}]
+        storage: {backends: {m: {type: memory}}, stores: {registry: m}}
+        """), env={})
+    with LibraryClient(config) as client:
+        out = client.moderations.create(model="omni", input="I want to hurt them.")
+        assert out.results[0].flagged is True and out.results[0].categories["violence"] is True
+        shield = client.safety.run_shield(shield_id="omni", messages=[{"role": "user", "content": "hello"}])
+        assert shield.violation is None

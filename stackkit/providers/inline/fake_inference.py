@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from stackkit.apis.datatypes import Api, ProviderConfigBase
 from stackkit.apis.inference import (
@@ -49,12 +49,18 @@ from stackkit.apis.inference import (
 from stackkit.errors import UpstreamError
 
 
+class ScriptedReply(BaseModel):
+    when: str = Field(description="reply like this when the last user message contains this text")
+    reply: str
+
+
 class FakeInferenceConfig(ProviderConfigBase):
     models: list[str] = Field(default_factory=lambda: ["fake-llm"], description="LLM ids the provider lists")
     embedding_models: list[str] = Field(default_factory=lambda: ["fake-embed"])
     embedding_dimension: int = Field(default=16, ge=1)
     chunk_delay_s: float = Field(default=0.0, ge=0, description="pause between streamed chunks")
     response_delay_s: float = Field(default=0.0, ge=0, description="pause before answering")
+    replies: list[ScriptedReply] = Field(default_factory=list, description="scripted answers, first match wins")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
@@ -98,6 +104,9 @@ class FakeInference:
         tool_calls = self._tool_calls(request, text)
         if tool_calls:
             return "", "tool_calls", tool_calls
+        for scripted in self.config.replies:
+            if scripted.when in text:
+                return scripted.reply, "stop", None
         if request.response_format is not None and request.response_format.type != "text":
             return json.dumps({"echo": text}), "stop", None
         words = _words(text)
