@@ -16,6 +16,7 @@ class Api(enum.StrEnum):
     safety = "safety"
     shields = "shields"
     vector_io = "vector_io"
+    files = "files"
     inspect = "inspect"
 
 
@@ -58,6 +59,7 @@ class Route:
     response_type: type[Any] | None = None
     stream_type: type[BaseModel] | None = None  # chunk type when the request asks to stream
     route_key: str | None = None  # the request field naming the resource that picks the provider
+    body: str = "json"  # or "multipart" (file uploads)
     summary: str = ""
     path_params: tuple[str, ...] = field(default_factory=tuple)
 
@@ -72,6 +74,7 @@ def route(
     sdk: str,
     stream: type[BaseModel] | None = None,
     key: str | None = None,
+    body: str = "json",
 ) -> Callable[[F], F]:
     """Declare the HTTP route and SDK name of a Protocol method.
 
@@ -81,7 +84,7 @@ def route(
 
     def mark(fn: F) -> F:
         fn.__stackkit_route__ = Route(  # type: ignore[attr-defined]
-            method=method, path=path, sdk=sdk, stream_type=stream, route_key=key
+            method=method, path=path, sdk=sdk, stream_type=stream, route_key=key, body=body
         )
         return fn
 

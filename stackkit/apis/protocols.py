@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from stackkit.apis.datatypes import Api, Route
+from stackkit.apis.files import Files
 from stackkit.apis.inference import Inference
 from stackkit.apis.inspect import Inspect
 from stackkit.apis.models import Models
@@ -28,6 +29,7 @@ API_PROTOCOLS: dict[Api, type] = {
     Api.safety: Safety,
     Api.shields: Shields,
     Api.vector_io: VectorIO,
+    Api.files: Files,
     Api.inspect: Inspect,
 }
 

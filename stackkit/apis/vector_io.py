@@ -154,6 +154,113 @@ class SearchResultsPage(BaseModel):
     next_page: str | None = None
 
 
+# ---- files in vector stores -----------------------------------------------------------------
+
+
+class FileError(BaseModel):
+    code: Literal["server_error", "unsupported_file", "invalid_file", "rate_limit_exceeded"]
+    message: str
+
+
+FileStatus = Literal["in_progress", "completed", "failed", "cancelled"]
+
+
+class VectorStoreFile(BaseModel):
+    id: str
+    object: Literal["vector_store.file"] = "vector_store.file"
+    created_at: int
+    vector_store_id: str
+    status: FileStatus
+    last_error: FileError | None = None
+    usage_bytes: int = 0
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    chunking_strategy: dict[str, Any] | None = None
+
+
+class VectorStoreFileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VectorStoreFile]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class AttachFileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store_id: str
+    file_id: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    chunking_strategy: dict[str, Any] | None = None
+
+
+class ListVectorStoreFilesRequest(BaseModel):
+    vector_store_id: str
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+    filter: FileStatus | None = None
+
+
+class VectorStoreFileRequest(BaseModel):
+    vector_store_id: str
+    file_id: str
+
+
+class UpdateVectorStoreFileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store_id: str
+    file_id: str
+    attributes: dict[str, Any]
+
+
+class FileContentPart(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class VectorStoreFileContent(BaseModel):
+    object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
+    data: list[FileContentPart]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+class FileBatch(BaseModel):
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    file_counts: FileCounts
+
+
+class CreateFileBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector_store_id: str
+    file_ids: list[str] = Field(min_length=1, max_length=500)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    chunking_strategy: dict[str, Any] | None = None
+
+
+class FileBatchRequest(BaseModel):
+    vector_store_id: str
+    batch_id: str
+
+
+class ListFileBatchFilesRequest(BaseModel):
+    vector_store_id: str
+    batch_id: str
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
+    filter: FileStatus | None = None
+
+
 @runtime_checkable
 class VectorIO(Protocol):
     @route("POST", "/v1/vector-io/insert", sdk="vector_io.insert", key="vector_store_id")
@@ -196,4 +303,62 @@ class VectorIO(Protocol):
     )
     async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
         """Search a vector store (vector, keyword or hybrid)."""
+        ...
+
+    @route("POST", "/v1/vector_stores/{vector_store_id}/files", sdk="vector_stores.files.create", key="vector_store_id")
+    async def attach_file(self, request: AttachFileRequest) -> VectorStoreFile:
+        """Add an uploaded file to a vector store; it is chunked and embedded in the background."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}/files", sdk="vector_stores.files.list", key="vector_store_id")
+    async def list_vector_store_files(self, request: ListVectorStoreFilesRequest) -> VectorStoreFileList:
+        """List a vector store's files (optionally by status)."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}", sdk="vector_stores.files.retrieve",
+           key="vector_store_id")
+    async def get_vector_store_file(self, request: VectorStoreFileRequest) -> VectorStoreFile:
+        """Get one file of a vector store, with its ingestion status."""
+        ...
+
+    @route("POST", "/v1/vector_stores/{vector_store_id}/files/{file_id}", sdk="vector_stores.files.update",
+           key="vector_store_id")
+    async def update_vector_store_file(self, request: UpdateVectorStoreFileRequest) -> VectorStoreFile:
+        """Replace a file's attributes (used by search filters)."""
+        ...
+
+    @route("DELETE", "/v1/vector_stores/{vector_store_id}/files/{file_id}", sdk="vector_stores.files.delete",
+           key="vector_store_id")
+    async def delete_vector_store_file(self, request: VectorStoreFileRequest) -> DeleteResponse:
+        """Remove a file and its chunks from a vector store (the uploaded file stays)."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}/content", sdk="vector_stores.files.content",
+           key="vector_store_id")
+    async def vector_store_file_content(self, request: VectorStoreFileRequest) -> VectorStoreFileContent:
+        """A file's chunks as text."""
+        ...
+
+    @route("POST", "/v1/vector_stores/{vector_store_id}/file_batches", sdk="vector_stores.file_batches.create",
+           key="vector_store_id")
+    async def create_file_batch(self, request: CreateFileBatchRequest) -> FileBatch:
+        """Add several files at once."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}",
+           sdk="vector_stores.file_batches.retrieve", key="vector_store_id")
+    async def get_file_batch(self, request: FileBatchRequest) -> FileBatch:
+        """A batch's status and file counts."""
+        ...
+
+    @route("POST", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel",
+           sdk="vector_stores.file_batches.cancel", key="vector_store_id")
+    async def cancel_file_batch(self, request: FileBatchRequest) -> FileBatch:
+        """Stop ingesting a batch's files that have not finished."""
+        ...
+
+    @route("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
+           sdk="vector_stores.file_batches.list_files", key="vector_store_id")
+    async def list_file_batch_files(self, request: ListFileBatchFilesRequest) -> VectorStoreFileList:
+        """List a batch's files."""
         ...

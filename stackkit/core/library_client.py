@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from stackkit.apis.datatypes import Route
@@ -36,16 +37,31 @@ class _Namespace:
 
 
 def _request_data(route: Route, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    if len(args) > len(route.path_params):
-        raise TypeError(f"{route.sdk}() takes {len(route.path_params)} positional argument(s): "
-                        f"{', '.join(route.path_params) or 'none'}; pass the rest by keyword")
-    data = dict(zip(route.path_params, args, strict=False))
+    # like the openai SDK: the innermost path parameter is positional, the others are keywords
+    if len(args) > min(1, len(route.path_params)):
+        raise TypeError(f"{route.sdk}() takes {min(1, len(route.path_params))} positional argument(s)"
+                        + (f" ({route.path_params[-1]})" if route.path_params else "") + "; pass the rest by keyword")
+    data = {route.path_params[-1]: args[0]} if args else {}
+    if route.body == "multipart" and "file" in kwargs:
+        kwargs["filename"], kwargs["file"] = _file_argument(kwargs["file"])
     extra = kwargs.pop("extra_body", None) or {}
     for name in _SDK_ONLY:
         kwargs.pop(name, None)
     data.update(kwargs)
     data.update(extra)
     return data
+
+
+def _file_argument(value: Any) -> tuple[str, bytes]:
+    """The openai SDK's file forms: bytes, a path, an open file, or (filename, content[, mime])."""
+    if isinstance(value, tuple):
+        name, content = value[0], value[1]
+        return str(name), content if isinstance(content, bytes) else content.read()
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.basename(os.fspath(value)), Path(value).read_bytes()
+    if isinstance(value, bytes):
+        return "upload", value
+    return os.path.basename(str(getattr(value, "name", "upload"))), value.read()
 
 
 def _build_tree(root: Any, make_op: Callable[[Route], Callable[..., Any]], routes: list[Route]) -> None:

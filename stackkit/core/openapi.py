@@ -49,7 +49,10 @@ def _body_schema(schema: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any
 
 def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     assert route.request_type is not None and route.response_type is not None
-    ok: dict[str, Any] = {"application/json": {"schema": _ref(route.response_type)}}
+    if route.response_type is bytes:
+        ok: dict[str, Any] = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    else:
+        ok = {"application/json": {"schema": _ref(route.response_type)}}
     if route.stream_type is not None:
         ok["text/event-stream"] = {"schema": {"type": "string", "description": "SSE: data: <chunk>, then [DONE]"}}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": ok}}
@@ -64,6 +67,10 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
             if name not in route.path_params:
                 params.append({"name": name, "in": "query", "required": name in request_schema.get("required", []),
                                "schema": prop})
+    elif route.body == "multipart":
+        schema = _body_schema(request_schema, ("filename",))
+        schema["properties"] = {**schema["properties"], "file": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
     else:
         name = route.request_type.__name__
         if route.path_params:
@@ -80,7 +87,9 @@ def openapi_spec(routes: list[Route], version: str) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [(ErrorResponse, "serialization")]
     for r in routes:
         assert r.request_type is not None and r.response_type is not None
-        models += [(r.request_type, "validation"), (r.response_type, "serialization")]
+        models.append((r.request_type, "validation"))
+        if r.response_type is not bytes:
+            models.append((r.response_type, "serialization"))
     _, defs = models_json_schema(list(dict.fromkeys(models)), ref_template=_REF)
     components: dict[str, Any] = defs.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}

@@ -36,16 +36,27 @@ from stackkit.apis.models import GetModelRequest, Model, ModelList, RegisterMode
 from stackkit.apis.safety import ModerationRequest, ModerationResponse, RunShieldRequest, RunShieldResponse
 from stackkit.apis.shields import GetShieldRequest, RegisterShieldRequest, Shield, ShieldList
 from stackkit.apis.vector_io import (
+    AttachFileRequest,
+    CreateFileBatchRequest,
     CreateVectorStoreRequest,
+    FileBatch,
+    FileBatchRequest,
     InsertChunksRequest,
     InsertChunksResponse,
+    ListFileBatchFilesRequest,
+    ListVectorStoreFilesRequest,
     ListVectorStoresRequest,
     QueryChunksRequest,
     QueryChunksResponse,
     SearchResultsPage,
     SearchVectorStoreRequest,
+    UpdateVectorStoreFileRequest,
     UpdateVectorStoreRequest,
     VectorStore,
+    VectorStoreFile,
+    VectorStoreFileContent,
+    VectorStoreFileList,
+    VectorStoreFileRequest,
     VectorStoreIdRequest,
     VectorStoreList,
 )
@@ -393,6 +404,19 @@ class VectorIORouter:
         )
         return store
 
+    async def sync_stores(self) -> None:
+        """Learn the stores each provider already has (providers own their stores' data)."""
+        for provider_id, impl in self.table.providers.items():
+            after = None
+            while True:
+                page = await impl.list_vector_stores(ListVectorStoresRequest(limit=100, after=after, order="asc"))
+                for store in page.data:
+                    self.table.declare(VectorStoreResource(identifier=store.id, provider_id=provider_id,
+                                                           provider_resource_id=store.id))
+                if not page.has_more or not page.data:
+                    break
+                after = page.data[-1].id
+
     async def list_vector_stores(self, request: ListVectorStoresRequest) -> VectorStoreList:
         stores: list[VectorStore] = []
         for resource in self.table.all():
@@ -429,4 +453,38 @@ class VectorIORouter:
     async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
         impl, _ = self.table.resolve(request.vector_store_id)
         return await impl.search_vector_store(request)  # type: ignore[no-any-return]
+
+    async def _to_owner(self, name: str, request: Any) -> Any:
+        impl, _ = self.table.resolve(request.vector_store_id)
+        return await getattr(impl, name)(request)
+
+    async def attach_file(self, request: AttachFileRequest) -> VectorStoreFile:
+        return await self._to_owner("attach_file", request)  # type: ignore[no-any-return]
+
+    async def list_vector_store_files(self, request: ListVectorStoreFilesRequest) -> VectorStoreFileList:
+        return await self._to_owner("list_vector_store_files", request)  # type: ignore[no-any-return]
+
+    async def get_vector_store_file(self, request: VectorStoreFileRequest) -> VectorStoreFile:
+        return await self._to_owner("get_vector_store_file", request)  # type: ignore[no-any-return]
+
+    async def update_vector_store_file(self, request: UpdateVectorStoreFileRequest) -> VectorStoreFile:
+        return await self._to_owner("update_vector_store_file", request)  # type: ignore[no-any-return]
+
+    async def delete_vector_store_file(self, request: VectorStoreFileRequest) -> DeleteResponse:
+        return await self._to_owner("delete_vector_store_file", request)  # type: ignore[no-any-return]
+
+    async def vector_store_file_content(self, request: VectorStoreFileRequest) -> VectorStoreFileContent:
+        return await self._to_owner("vector_store_file_content", request)  # type: ignore[no-any-return]
+
+    async def create_file_batch(self, request: CreateFileBatchRequest) -> FileBatch:
+        return await self._to_owner("create_file_batch", request)  # type: ignore[no-any-return]
+
+    async def get_file_batch(self, request: FileBatchRequest) -> FileBatch:
+        return await self._to_owner("get_file_batch", request)  # type: ignore[no-any-return]
+
+    async def cancel_file_batch(self, request: FileBatchRequest) -> FileBatch:
+        return await self._to_owner("cancel_file_batch", request)  # type: ignore[no-any-return]
+
+    async def list_file_batch_files(self, request: ListFileBatchFilesRequest) -> VectorStoreFileList:
+        return await self._to_owner("list_file_batch_files", request)  # type: ignore[no-any-return]
 

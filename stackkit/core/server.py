@@ -102,7 +102,25 @@ class SSEResponse(Response):
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+async def _read_multipart(route: Route, http: Request) -> BaseModel:
+    try:
+        form = await http.form()
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
+        raise InvalidRequestError(f"Could not read the multipart form: {exc}. Send multipart/form-data with a "
+                                  "`file` field.") from None
+    data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidRequestError("Missing required parameter 'file' (a multipart file field).", param="file")
+    data["file"] = await upload.read()
+    data["filename"] = upload.filename or "upload"
+    data.update(http.path_params)
+    return build_request(route, data)
+
+
 async def _read_request(route: Route, http: Request) -> BaseModel:
+    if route.body == "multipart":
+        return await _read_multipart(route, http)
     if route.method == "GET" or route.method == "DELETE":
         data: dict[str, Any] = dict(http.query_params)
         data.update(http.path_params)
@@ -135,6 +153,8 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
             result = await method(request)
             if wants_stream(route, request):
                 return SSEResponse(result, where)
+            if isinstance(result, bytes):
+                return Response(result, media_type="application/octet-stream")
             return Response(to_json(result), media_type=_JSON)
         except StackkitError as exc:
             return error_response(exc)

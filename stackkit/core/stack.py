@@ -84,12 +84,21 @@ class Stack:
                 p.impl = await create_provider(p, self.impls)
                 self.providers.append(p)
                 created[p.provider_id] = p.impl
-            self.impls[api] = self._router(api, created) if api in ROUTED_APIS else next(iter(created.values()))
+            if api in ROUTED_APIS:
+                self.impls[api] = self._router(api, created)
+            elif len(created) > 1:
+                raise self.config.error(f"the {api.value} API takes one provider; {len(created)} are configured",
+                                        "providers", api.value)
+            else:
+                self.impls[api] = next(iter(created.values()))
         for api in self.served_apis():
             if api in ROUTED_APIS and api not in self.impls:
                 self.impls[api] = self._router(api, {})
         for table in self.tables.values():
             await table.load()
+        vector_io = self.impls.get(Api.vector_io)
+        if isinstance(vector_io, VectorIORouter):
+            await vector_io.sync_stores()
         await self._declare_resources()
         self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
         if Api.safety in self.impls:
@@ -101,7 +110,7 @@ class Stack:
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:
-        apis = set(self.config.apis) | {p.api for p in self.providers} | {Api.inference}
+        apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
         apis |= {Api.models, Api.inspect}
         if Api.safety in apis:
             apis.add(Api.shields)

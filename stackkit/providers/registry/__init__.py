@@ -20,6 +20,7 @@ BUILTIN_REGISTRY_MODULES = (
     "stackkit.providers.registry.inference",
     "stackkit.providers.registry.safety",
     "stackkit.providers.registry.vector_io",
+    "stackkit.providers.registry.files",
 )
 
 
