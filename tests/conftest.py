@@ -29,6 +29,7 @@ providers:
   vector_io:
     - provider_id: mem
       provider_type: inline::fake
+      config: {{embedding_model: embedder}}
 storage:
   backends:
     kv: {{type: sqlite, db_path: "{db_path}"}}

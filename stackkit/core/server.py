@@ -108,12 +108,15 @@ async def _read_multipart(route: Route, http: Request) -> BaseModel:
     except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
         raise InvalidRequestError(f"Could not read the multipart form: {exc}. Send multipart/form-data with a "
                                   "`file` field.") from None
-    data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise InvalidRequestError("Missing required parameter 'file' (a multipart file field).", param="file")
-    data["file"] = await upload.read()
-    data["filename"] = upload.filename or "upload"
+    try:
+        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidRequestError("Missing required parameter 'file' (a multipart file field).", param="file")
+        data["file"] = await upload.read()
+        data["filename"] = upload.filename or "upload"
+    finally:
+        await form.close()
     data.update(http.path_params)
     return build_request(route, data)
 

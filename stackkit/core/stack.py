@@ -63,6 +63,7 @@ class Stack:
         self.impls: dict[Api, Any] = {}
         self.tables: dict[Api, ResourceTable] = {}
         self._refresh_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def create(cls, config: RunConfig | str | os.PathLike[str]) -> Stack:
@@ -170,7 +171,13 @@ class Stack:
         )
 
     def start(self) -> None:
-        """Begin background work: refreshing provider model lists (never blocks start-up)."""
+        """Begin background work: provider start hooks, and refreshing provider model lists (never blocks
+        start-up)."""
+        loop = asyncio.get_running_loop()
+        for p in self.providers:
+            starter = getattr(p.impl, "start", None)
+            if starter is not None:
+                self._background.add(loop.create_task(starter(), name=f"start-{p.provider_id}"))
         router = self.impls.get(Api.inference)
         if isinstance(router, InferenceRouter) and self._refresh_task is None:
             self._refresh_task = asyncio.get_running_loop().create_task(
@@ -182,9 +189,10 @@ class Stack:
             await self._refresh_task
 
     async def shutdown(self) -> None:
-        if self._refresh_task is not None and not self._refresh_task.done():
-            self._refresh_task.cancel()
-            await asyncio.gather(self._refresh_task, return_exceptions=True)
+        pending = [t for t in (self._refresh_task, *self._background) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for p in reversed(self.providers):
             closer = getattr(p.impl, "shutdown", None)
             if closer is not None:

@@ -163,9 +163,11 @@ def test_vector_store_lifecycle(client: Any) -> None:
         client.post("/vector-io/insert", body=body, cast_to=dict)
     else:
         client.vector_io.insert(**body)
-    found = client.vector_stores.search(store.id, query="cats", filters={"type": "eq", "key": "lang", "value": "en"})
+    keyword = {"search_mode": "keyword"}
+    found = client.vector_stores.search(store.id, query="cats", filters={"type": "eq", "key": "lang", "value": "en"},
+                                        extra_body=keyword)
     assert [r.content[0].text for r in found.data] == ["cats purr softly"]
-    found = client.vector_stores.search(store.id, query="cats", filters={"type": "or", "filters": [
+    found = client.vector_stores.search(store.id, query="cats", extra_body=keyword, filters={"type": "or", "filters": [
         {"type": "gte", "key": "n", "value": 3}, {"type": "eq", "key": "lang", "value": "en"}]})
     assert len(found.data) == 2
     renamed = client.vector_stores.update(store.id, name="renamed")

@@ -82,16 +82,16 @@ def test_every_error_says_how_to_fix_and_maps_to_openai_body() -> None:
     assert body == {"error": {"message": "boom; do X", "type": "server_error", "param": None, "code": None}}
 
 
-def test_provider_modules_add_no_public_methods_beyond_the_protocol() -> None:
+def test_provider_implementations_add_no_public_methods_beyond_the_protocol() -> None:
+    import typing
+
     from stackkit.apis.protocols import protocol_methods
 
-    lifecycle = {"shutdown", "health"}
+    lifecycle = {"start", "shutdown", "health"}
     for spec in SPECS:
         module = importlib.import_module(spec.module)
-        impls = [v for v in vars(module).values()
-                 if inspect.isclass(v) and v.__module__ == module.__name__ and not issubclass(v, BaseModel)
-                 and not v.__name__.startswith("_")]
+        impl = typing.get_type_hints(module.create)["return"]
         allowed = set(protocol_methods(spec.api)) | lifecycle
-        for cls in impls:
-            public = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
-            assert public <= allowed, f"{cls.__name__} adds {public - allowed}"
+        public = {n for cls in impl.__mro__[:-1] for n, v in vars(cls).items()
+                  if callable(v) and not n.startswith("_")}
+        assert public <= allowed, f"{impl.__name__} ({spec.provider_type}) adds {public - allowed}"

@@ -120,5 +120,4 @@ async def create(config: FaissConfig, deps: dict[Api, Any]) -> VectorStoreServic
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
     service = VectorStoreService(config, db, lambda: FaissIndex(root, db), deps[Api.inference], deps.get(Api.files))
-    await service.resume()
     return service

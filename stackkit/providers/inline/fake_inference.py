@@ -217,6 +217,8 @@ class FakeInference:
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         self.calls += 1
+        if self.config.response_delay_s:
+            await asyncio.sleep(self.config.response_delay_s)
         dimension = request.dimensions or self.config.embedding_dimension
         data = []
         for i, text in enumerate(request.texts()):

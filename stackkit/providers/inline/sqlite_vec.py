@@ -93,5 +93,4 @@ async def create(config: SqliteVecConfig, deps: dict[Api, Any]) -> VectorStoreSe
     path.parent.mkdir(parents=True, exist_ok=True)
     db = connect(path)
     service = VectorStoreService(config, db, lambda: SqliteVecIndex(db), deps[Api.inference], deps.get(Api.files))
-    await service.resume()
     return service

@@ -45,7 +45,8 @@ def available_providers() -> list[ProviderSpec]:
             provider_type="inline::fake",
             module="stackkit.providers.inline.fake_vector_io",
             config_class="stackkit.providers.inline.fake_vector_io.FakeVectorIOConfig",
-            optional_api_dependencies=(Api.inference,),
-            description="In-memory vector store with keyword-overlap scoring; for tests and examples.",
+            api_dependencies=(Api.inference,),
+            optional_api_dependencies=(Api.files,),
+            description="Vector stores in memory (the real store logic, brute-force index); for tests and examples.",
         ),
     ]

@@ -37,7 +37,7 @@ class ChromaIndex:
             raise MissingPackageError("chromadb", "chroma") from exc
         parsed = urlparse(url)
         try:
-            self.client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
+            self.client: Any = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
                                               ssl=parsed.scheme == "https")
             self.client.heartbeat()
         except Exception as exc:
@@ -78,6 +78,14 @@ class ChromaIndex:
 
     def close(self) -> None:
         self.collections.clear()
+        # chromadb 1.5's close() stops its System but not the HTTP session of its REST client, whose
+        # sockets then outlive the provider: close that session too, where it exists
+        owners = (self.client, getattr(self.client, "_admin_client", None))
+        sessions = [getattr(getattr(o, "_server", None), "_session", None) for o in owners]
+        self.client.close()
+        for session in sessions:
+            if session is not None:
+                session.close()
 
 
 async def create(config: ChromaConfig, deps: dict[Api, Any]) -> VectorStoreService:
@@ -88,5 +96,4 @@ async def create(config: ChromaConfig, deps: dict[Api, Any]) -> VectorStoreServi
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
     index = await asyncio.to_thread(ChromaIndex, config.url)
     service = VectorStoreService(config, db, lambda: index, deps[Api.inference], deps.get(Api.files))
-    await service.resume()
     return service

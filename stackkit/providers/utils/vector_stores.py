@@ -118,8 +118,8 @@ class VectorStoreService:
 
         return await asyncio.to_thread(locked)
 
-    async def resume(self) -> None:
-        """Ingest again the files that were in progress when the process last stopped."""
+    async def start(self) -> None:
+        """Ingest again the files that were in progress when the process last stopped (once the stack is up)."""
         for f in await self._run(self.meta.files_in_progress):
             log.info("resuming ingestion of %s into %s", f["file_id"], f["store_id"])
             self._spawn(f["store_id"], f["file_id"])
