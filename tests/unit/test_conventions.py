@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from pydantic import BaseModel
 
 import stackkit
 from stackkit.apis.datatypes import Api, ProviderConfigBase
