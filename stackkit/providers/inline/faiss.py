@@ -1,10 +1,10 @@
 """inline::faiss — vector stores on FAISS (exact inner-product search on normalized vectors).
 
-Persistence is incremental: each store's vectors go to an append-only log (`<store>.vec`: int64 id +
-float32 vector per record), fsynced before the chunks that own them are committed in sqlite, so an
-insert or delete never rewrites the index. Reopening reads the log and keeps the ids whose chunks
-exist (a crash can leave orphan vectors; they are dropped here). Deleted vectors stay in the log
-until more than half of it is dead, then it is compacted.
+Persistence is incremental: each store's vectors go to an append-only log (`<store>.f32`: float32
+rows, and `<store>.ids`: their int64 ids, in the same order), fsynced before the chunks that own them
+are committed in sqlite, so an insert or delete never rewrites the index. Reopening reads the log
+and keeps the ids whose chunks exist (a crash can leave orphan vectors; they are dropped here).
+Deleted vectors stay in the log until more than half of it is dead, then it is compacted.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, Vector
 
 class FaissConfig(VectorStoreConfigBase):
     storage_dir: str = Field(description="where the sqlite metadata and the vector logs live")
+    omp_threads: int = Field(default=1, ge=1, description="FAISS threads per search (one query per search "
+                                                            "here: more threads contend and slow it down)")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
@@ -31,12 +33,13 @@ class FaissConfig(VectorStoreConfigBase):
 
 
 class FaissIndex:
-    def __init__(self, root: Path, db: Any) -> None:
+    def __init__(self, root: Path, db: Any, omp_threads: int = 1) -> None:
         try:
             import faiss
         except ImportError as exc:
             raise MissingPackageError("faiss-cpu", "faiss") from exc
         self.faiss = faiss
+        self.omp_threads = omp_threads
         self.root = root
         self.db = db
         self.indexes: dict[str, Any] = {}
@@ -45,41 +48,50 @@ class FaissIndex:
         for store_id, dim in db.execute("SELECT id, embedding_dimension FROM stores").fetchall():
             self._load(store_id, int(dim))
 
-    def _log(self, store_id: str) -> Path:
-        return self.root / f"{store_id}.vec"
-
-    def _record(self, dim: int) -> np.dtype[Any]:
-        return np.dtype([("id", "<i8"), ("v", "<f4", (dim,))])
+    def _files(self, store_id: str) -> tuple[Path, Path]:
+        return self.root / f"{store_id}.ids", self.root / f"{store_id}.f32"
 
     def _load(self, store_id: str, dim: int) -> None:
         index = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dim))
-        path = self._log(store_id)
-        records = np.fromfile(path, dtype=self._record(dim)) if path.exists() else np.empty(0, self._record(dim))
-        live = {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE store_id = ?", (store_id,))}
-        keep = np.fromiter((i in live for i in records["id"]), dtype=bool, count=len(records))
-        if keep.any():
-            index.add_with_ids(np.ascontiguousarray(records["v"][keep]), records["id"][keep])
+        ids_path, vec_path = self._files(store_id)
+        ids = np.fromfile(ids_path, dtype="<i8") if ids_path.exists() else np.empty(0, "<i8")
+        vectors = np.fromfile(vec_path, dtype="<f4") if vec_path.exists() else np.empty(0, "<f4")
+        n = min(len(ids), len(vectors) // dim)  # a crash between the two appends leaves a partial tail
+        ids, vectors = ids[:n], vectors[: n * dim].reshape(n, dim)
+        rows = self.db.execute("SELECT id FROM chunks WHERE store_id = ?", (store_id,))
+        live = np.fromiter((r[0] for r in rows), dtype=np.int64)
+        keep = np.isin(ids, live)
+        if keep.all():
+            index.add_with_ids(vectors, ids)
+        elif keep.any():
+            index.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
         self.indexes[store_id], self.dims[store_id] = index, dim
-        self.dead[store_id] = int(len(records) - keep.sum())
+        self.dead[store_id] = int(n - keep.sum())
 
     def create(self, store_id: str, dimension: int) -> None:
         self.indexes[store_id] = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dimension))
         self.dims[store_id], self.dead[store_id] = dimension, 0
-        self._log(store_id).touch()
+        for path in self._files(store_id):
+            path.touch()
 
     def drop(self, store_id: str) -> None:
         self.indexes.pop(store_id, None)
-        self._log(store_id).unlink(missing_ok=True)
+        for path in self._files(store_id):
+            path.unlink(missing_ok=True)
 
-    def add(self, store_id: str, ids: list[int], vectors: np.ndarray) -> None:
-        records = np.empty(len(ids), dtype=self._record(self.dims[store_id]))
-        records["id"], records["v"] = ids, vectors
-        with open(self._log(store_id), "ab") as log:
-            log.write(records.tobytes())
+    @staticmethod
+    def _append(path: Path, data: bytes, mode: str = "ab") -> None:
+        with open(path, mode) as log:
+            log.write(data)
             log.flush()
             os.fsync(log.fileno())
-        self.indexes[store_id].add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                            np.asarray(ids, dtype=np.int64))
+
+    def add(self, store_id: str, ids: list[int], vectors: np.ndarray) -> None:
+        ids_path, vec_path = self._files(store_id)
+        rows = np.ascontiguousarray(vectors, dtype="<f4")
+        self._append(vec_path, rows.tobytes())
+        self._append(ids_path, np.asarray(ids, dtype="<i8").tobytes())
+        self.indexes[store_id].add_with_ids(rows, np.asarray(ids, dtype=np.int64))
 
     def remove(self, store_id: str, ids: list[int]) -> None:
         if not ids or store_id not in self.indexes:
@@ -92,19 +104,18 @@ class FaissIndex:
 
     def _compact(self, store_id: str) -> None:
         index = self.indexes[store_id]
-        ids = self.faiss.vector_to_array(index.id_map).astype(np.int64)
-        records = np.empty(len(ids), dtype=self._record(self.dims[store_id]))
-        records["id"] = ids
-        records["v"] = index.index.reconstruct_n(0, index.ntotal) if len(ids) else records["v"]
-        tmp = self._log(store_id).with_suffix(".tmp")
-        with open(tmp, "wb") as out:
-            out.write(records.tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self._log(store_id))
+        ids = self.faiss.vector_to_array(index.id_map).astype("<i8")
+        vectors = index.index.reconstruct_n(0, index.ntotal) if len(ids) else np.empty((0, self.dims[store_id]))
+        ids_path, vec_path = self._files(store_id)
+        rows = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+        for path, data in ((vec_path, rows), (ids_path, ids.tobytes())):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            self._append(tmp, data, "wb")
+            tmp.replace(path)
         self.dead[store_id] = 0
 
     def search(self, store_id: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        self.faiss.omp_set_num_threads(self.omp_threads)  # per thread: searches run in worker threads
         index = self.indexes[store_id]
         if index.ntotal == 0:
             return []
@@ -119,5 +130,5 @@ async def create(config: FaissConfig, deps: dict[Api, Any]) -> VectorStoreServic
     root = Path(config.storage_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
-    service = VectorStoreService(config, db, lambda: FaissIndex(root, db), deps[Api.inference], deps.get(Api.files))
+    service = VectorStoreService(config, db, lambda: FaissIndex(root, db, config.omp_threads), deps[Api.inference], deps.get(Api.files))
     return service

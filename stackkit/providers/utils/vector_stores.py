@@ -84,7 +84,8 @@ class VectorStoreConfigBase(ProviderConfigBase):
     embedding_model: str = Field(default="all-MiniLM-L6-v2", description="the default embedding model id")
     embedding_dimension: int | None = Field(default=None, description="found by embedding a probe when unset")
     embedding_batch_size: int = Field(default=128, ge=1)
-    max_concurrent_ingestions: int = Field(default=2, ge=1)
+    max_concurrent_ingestions: int = Field(default=16, ge=1, description="files chunked and embedded at once "
+                                           "(their embedding calls are batched together by the model)")
 
 
 def _page(items: list[T], key: Callable[[T], tuple[int, str]], ident: Callable[[T], str], order: str,
