@@ -223,7 +223,8 @@ async def quality(root: Path, args: argparse.Namespace) -> None:
         model.encode(texts, batch_size=64, normalize_embeddings=True)
         encode_s = time.perf_counter() - t
         emit({"bench": "ingestion_vs_encode", "backend": args.backend, "chunks": len(texts),
-              "ingest_chunks_per_s": round(len(texts) / ingest_s, 1), "encode_chunks_per_s": round(len(texts) / encode_s, 1),
+              "ingest_chunks_per_s": round(len(texts) / ingest_s, 1),
+              "encode_chunks_per_s": round(len(texts) / encode_s, 1),
               "ratio": round(encode_s / ingest_s, 2),
               "note": "upload done before timing; ingestion = extract + chunk + embed + index, in the background"})
         wanted = {f.id: i for i, f in enumerate(files[: len(docs)])}

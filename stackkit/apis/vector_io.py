@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from stackkit.apis.datatypes import DeleteResponse, route
 
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+# OpenAI's limits: metadata is up to 16 string pairs; attributes are strings, numbers or booleans.
+Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
+                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
+Attributes = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
+                            Annotated[str, StringConstraints(max_length=512)] | bool | float], Field(max_length=16)]
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["last_active_at"] = "last_active_at"
+    days: int = Field(ge=1, le=365)
 
 
 # ---- raw chunks -----------------------------------------------------------------------------
@@ -75,7 +89,7 @@ class VectorStore(_Open):
     usage_bytes: int = 0
     file_counts: FileCounts = Field(default_factory=FileCounts)
     status: Literal["expired", "in_progress", "completed"] = "completed"
-    expires_after: dict[str, Any] | None = None
+    expires_after: ExpiresAfter | None = None
     expires_at: int | None = None
     last_active_at: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -90,13 +104,13 @@ class VectorStoreList(BaseModel):
 
 
 class CreateVectorStoreRequest(_Open):
-    name: str | None = None
-    file_ids: list[str] = Field(default_factory=list)
+    name: str | None = Field(default=None, max_length=256)
+    file_ids: list[str] = Field(default_factory=list, max_length=500)
     chunking_strategy: dict[str, Any] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    expires_after: dict[str, Any] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    expires_after: ExpiresAfter | None = None
     embedding_model: str | None = None
-    embedding_dimension: int | None = Field(default=None, ge=1)
+    embedding_dimension: int | None = Field(default=None, ge=1, le=8192)
     provider_id: str | None = None
 
 
@@ -113,9 +127,9 @@ class VectorStoreIdRequest(BaseModel):
 
 class UpdateVectorStoreRequest(_Open):
     vector_store_id: str
-    name: str | None = None
-    metadata: dict[str, Any] | None = None
-    expires_after: dict[str, Any] | None = None
+    name: str | None = Field(default=None, max_length=256)
+    metadata: Metadata | None = None
+    expires_after: ExpiresAfter | None = None
 
 
 class RankingOptions(BaseModel):
@@ -190,7 +204,7 @@ class AttachFileRequest(BaseModel):
 
     vector_store_id: str
     file_id: str
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     chunking_strategy: dict[str, Any] | None = None
 
 
@@ -213,7 +227,7 @@ class UpdateVectorStoreFileRequest(BaseModel):
 
     vector_store_id: str
     file_id: str
-    attributes: dict[str, Any]
+    attributes: Attributes
 
 
 class FileContentPart(BaseModel):
@@ -242,7 +256,7 @@ class CreateFileBatchRequest(BaseModel):
 
     vector_store_id: str
     file_ids: list[str] = Field(min_length=1, max_length=500)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     chunking_strategy: dict[str, Any] | None = None
 
 

@@ -130,5 +130,6 @@ async def create(config: FaissConfig, deps: dict[Api, Any]) -> VectorStoreServic
     root = Path(config.storage_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
-    service = VectorStoreService(config, db, lambda: FaissIndex(root, db, config.omp_threads), deps[Api.inference], deps.get(Api.files))
+    service = VectorStoreService(config, db, lambda: FaissIndex(root, db, config.omp_threads), deps[Api.inference],
+                                 deps.get(Api.files))
     return service

@@ -6,6 +6,7 @@ Not thread-safe by itself: the service calls it from one worker thread at a time
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -38,7 +39,14 @@ FILE_COLUMNS = ("store_id, file_id, filename, created_at, status, last_error, us
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+    if value is None:
+        return None
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # e.g. integers beyond 64 bits in free-form chunk metadata
+        return json.dumps(value, default=str)
 
 
 def _load(text: str | None) -> Any:
