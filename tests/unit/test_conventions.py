@@ -42,7 +42,7 @@ def test_registry_modules_import_no_sdk() -> None:
 
 def test_import_stackkit_is_light() -> None:
     code = ("import sys, stackkit; heavy = ('torch', 'numpy', 'transformers', 'faiss', 'openai', 'anthropic', "
-            "'fastapi', 'httpx', 'pydantic', 'yaml', 'sentence_transformers', 'chromadb'); "
+            "'fastapi', 'starlette', 'httpx', 'pydantic', 'yaml', 'sentence_transformers', 'chromadb'); "
             "print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
