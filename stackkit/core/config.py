@@ -102,7 +102,6 @@ class ServerConfig(_Strict):
     port: int = Field(default=8321, ge=0, le=65535)
     cors: CorsConfig | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    auth: dict[str, Any] | None = None
     access_log: bool = True
 
 
@@ -114,7 +113,6 @@ class RunConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     registered_resources: RegisteredResources = Field(default_factory=RegisteredResources)
     server: ServerConfig = Field(default_factory=ServerConfig)
-    telemetry: dict[str, Any] | None = None
     safety: dict[str, Any] = Field(default_factory=dict)
     model_refresh_timeout: float = Field(default=5.0, gt=0)
 

@@ -183,3 +183,10 @@ def test_starter_loads_with_no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config("starter")
     assert config.distro_name == "starter"
     plan(config)
+
+
+def test_unimplemented_sections_are_rejected_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="remove 'telemetry'"):
+        cfg("telemetry: {exporter: otlp}\n")
+    with pytest.raises(ConfigError, match="remove 'auth'"):
+        cfg("server: {auth: {provider: oauth2}}\n")
