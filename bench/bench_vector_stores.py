@@ -103,22 +103,9 @@ async def scale(args: argparse.Namespace, root: Path) -> None:
               "bytes_per_chunk": round(disk_bytes(root / "vec") / total)})
         store_id = store.id
 
-    from stackkit.providers.inline import faiss as faiss_provider
-
     t = time.perf_counter()
     async with AsyncLibraryClient(config(root, args.backend)) as client:
         reopen_s = time.perf_counter() - t
-        if args.backend == "faiss":
-            import sqlite3
-
-            db = sqlite3.connect(root / "vec" / "vector_stores.db")
-            t = time.perf_counter()
-            faiss_provider.FaissIndex(root / "vec", db)
-            emit({"bench": "vector_reopen_index", "backend": "faiss", "seconds": round(time.perf_counter() - t, 3),
-                  "note": "reading the vector log and building the index alone"})
-            db.close()
-        emit({"bench": "vector_reopen", "backend": args.backend, "chunks": total, "seconds": round(reopen_s, 3),
-              "note": "building the whole stack, including loading the vectors"})
         await search_costs(client, store_id, np.concatenate(all_vectors), args)
 
 
