@@ -106,6 +106,8 @@ async def scale(args: argparse.Namespace, root: Path) -> None:
     t = time.perf_counter()
     async with AsyncLibraryClient(config(root, args.backend)) as client:
         reopen_s = time.perf_counter() - t
+        emit({"bench": "vector_reopen", "backend": args.backend, "chunks": total, "seconds": round(reopen_s, 3),
+              "note": "building the whole stack, including loading the vectors"})
         await search_costs(client, store_id, np.concatenate(all_vectors), args)
 
 
