@@ -57,7 +57,7 @@ class FaissIndex:
         ids = np.fromfile(ids_path, dtype="<i8") if ids_path.exists() else np.empty(0, "<i8")
         # mapped, not read: FAISS copies the rows into its own storage, so one allocation instead of two
         has_rows = vec_path.exists() and vec_path.stat().st_size > 0
-        vectors = np.memmap(vec_path, dtype="<f4", mode="r") if has_rows else np.empty(0, "<f4")
+        vectors: np.ndarray = np.memmap(vec_path, dtype="<f4", mode="r") if has_rows else np.empty(0, "<f4")
         n = min(len(ids), len(vectors) // dim)  # a crash between the two appends leaves a partial tail
         ids, vectors = ids[:n], vectors[: n * dim].reshape(n, dim)
         rows = self.db.execute("SELECT id FROM chunks WHERE store_id = ?", (store_id,))
