@@ -27,8 +27,6 @@ ROUTED_APIS: dict[Api, str] = {
     Api.safety: "shield",
     Api.vector_io: "vector_store",
 }
-# APIs the stack always serves itself (no provider is configured for them).
-BUILTIN_APIS = frozenset({Api.models, Api.shields, Api.inspect})
 
 
 @dataclass(frozen=True)

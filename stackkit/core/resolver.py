@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from stackkit.apis.datatypes import ROUTED_APIS, Api, ProviderSpec
+from stackkit.apis.datatypes import Api, ProviderSpec
 from stackkit.apis.protocols import protocol_methods
 from stackkit.core.config import ProviderConfig, RunConfig
 from stackkit.errors import ConfigError, DependencyError, ProtocolComplianceError
@@ -167,6 +167,3 @@ async def create_provider(p: PlannedProvider, impls: dict[Api, Any]) -> Any:
     check_compliance(p.api, p.label, impl)
     return impl
 
-
-def routed_kind(api: Api) -> str | None:
-    return ROUTED_APIS.get(api)

@@ -90,9 +90,6 @@ class ResourceTable:
                 log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
                             resource.provider_id)
 
-    def provider_ids(self) -> list[str]:
-        return list(self.providers)
-
     def default_provider_id(self, what: str) -> str:
         if len(self.providers) == 1:
             return next(iter(self.providers))

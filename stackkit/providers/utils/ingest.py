@@ -14,7 +14,6 @@ from html.parser import HTMLParser
 from typing import Any
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".csv", ".log", ".py", ".yaml", ".yml", ".toml")
 
 
 class FileError(Exception):

@@ -232,11 +232,3 @@ class VectorMeta:
         rows = self._all("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND store_id = ? "
                          "ORDER BY bm25(chunks_fts) LIMIT ?", (match, store_id, k))
         return [(int(r[0]), -float(r[1])) for r in rows]
-
-    def live_ids(self, ids: list[int]) -> set[int]:
-        out: set[int] = set()
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            out |= {r[0] for r in self._all(f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})",
-                                            tuple(part))}
-        return out
