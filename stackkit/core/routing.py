@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from stackkit.apis.datatypes import (
     RESOURCE_CLASSES,
@@ -65,6 +65,7 @@ from stackkit.core.storage import KVStore
 from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
 
 log = logging.getLogger("stackkit.routing")
+T = TypeVar("T", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 
 _NOUN = {"model": "Model", "shield": "Shield", "vector_store": "Vector store"}
 
@@ -272,17 +273,18 @@ class InferenceRouter:
             )
         return impl, resource
 
-    def _route(self, model: str, want: ModelType) -> tuple[Any, str]:
-        impl, resource = self._resolve(model, want)
-        return impl, resource.provider_resource_id
+    def _upstream(self, request: T, want: ModelType) -> tuple[Any, Resource, T]:
+        """The provider for `request.model`, the resource, and the request naming the upstream model."""
+        impl, resource = self._resolve(request.model, want)
+        if resource.provider_resource_id != request.model:
+            request = request.model_copy(update={"model": resource.provider_resource_id})
+        return impl, resource, request
 
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        impl, resource = self._resolve(request.model, ModelType.llm)
+        impl, resource, request = self._upstream(request, ModelType.llm)
         shields = Guardrails.requested(request, resource.metadata if isinstance(resource, ModelResource) else {})
-        if resource.provider_resource_id != request.model:
-            request = request.model_copy(update={"model": resource.provider_resource_id})
         if not shields:
             return await impl.chat_completion(request)  # type: ignore[no-any-return]
         if self.guardrails is None:
@@ -295,15 +297,11 @@ class InferenceRouter:
         return self.guardrails.guard_stream(shields, request, result)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
-        impl, upstream = self._route(request.model, ModelType.llm)
-        if upstream != request.model:
-            request = request.model_copy(update={"model": upstream})
+        impl, _, request = self._upstream(request, ModelType.llm)
         return await impl.completion(request)  # type: ignore[no-any-return]
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        impl, upstream = self._route(request.model, ModelType.embedding)
-        if upstream != request.model:
-            request = request.model_copy(update={"model": upstream})
+        impl, _, request = self._upstream(request, ModelType.embedding)
         return await impl.embeddings(request)  # type: ignore[no-any-return]
 
     async def list_provider_models(self) -> None:
@@ -374,12 +372,10 @@ class VectorIORouter:
         self.table = table
 
     async def insert_chunks(self, request: InsertChunksRequest) -> InsertChunksResponse:
-        impl, _ = self.table.resolve(request.vector_store_id)
-        return await impl.insert_chunks(request)  # type: ignore[no-any-return]
+        return await self._to_owner("insert_chunks", request)  # type: ignore[no-any-return]
 
     async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
-        impl, _ = self.table.resolve(request.vector_store_id)
-        return await impl.query_chunks(request)  # type: ignore[no-any-return]
+        return await self._to_owner("query_chunks", request)  # type: ignore[no-any-return]
 
     async def create_vector_store(self, request: CreateVectorStoreRequest) -> VectorStore:
         provider_id = request.provider_id or self.table.default_provider_id("vector stores")
@@ -434,12 +430,10 @@ class VectorIORouter:
         )
 
     async def get_vector_store(self, request: VectorStoreIdRequest) -> VectorStore:
-        impl, _ = self.table.resolve(request.vector_store_id)
-        return await impl.get_vector_store(request)  # type: ignore[no-any-return]
+        return await self._to_owner("get_vector_store", request)  # type: ignore[no-any-return]
 
     async def update_vector_store(self, request: UpdateVectorStoreRequest) -> VectorStore:
-        impl, _ = self.table.resolve(request.vector_store_id)
-        return await impl.update_vector_store(request)  # type: ignore[no-any-return]
+        return await self._to_owner("update_vector_store", request)  # type: ignore[no-any-return]
 
     async def delete_vector_store(self, request: VectorStoreIdRequest) -> DeleteResponse:
         impl, _ = self.table.resolve(request.vector_store_id)
@@ -448,8 +442,7 @@ class VectorIORouter:
         return response
 
     async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
-        impl, _ = self.table.resolve(request.vector_store_id)
-        return await impl.search_vector_store(request)  # type: ignore[no-any-return]
+        return await self._to_owner("search_vector_store", request)  # type: ignore[no-any-return]
 
     async def _to_owner(self, name: str, request: Any) -> Any:
         impl, _ = self.table.resolve(request.vector_store_id)
