@@ -30,6 +30,10 @@ providers:
     - provider_id: mem
       provider_type: inline::fake
       config: {{embedding_model: embedder}}
+  files:
+    - provider_id: disk
+      provider_type: inline::localfs
+      config: {{storage_dir: "{files_dir}"}}
 storage:
   backends:
     kv: {{type: sqlite, db_path: "{db_path}"}}
@@ -55,7 +59,7 @@ safety:
 
 
 def fake_stack_config(tmp_path: Path, chunk_delay: float = 0.0) -> RunConfig:
-    text = FAKE_STACK.format(db_path=tmp_path / "kv.db", chunk_delay=chunk_delay)
+    text = FAKE_STACK.format(db_path=tmp_path / "kv.db", chunk_delay=chunk_delay, files_dir=tmp_path / "files")
     return parse_config(textwrap.dedent(text), source=str(tmp_path / "run.yaml"), env={})
 
 

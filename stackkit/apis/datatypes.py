@@ -108,6 +108,8 @@ class ModelResource(Resource):
     type: Literal["model"] = "model"
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
+    guardrails: list[str] = Field(default_factory=list, description="shields every request to this upstream "
+                                  "model runs through (the operator's floor; requests may add, not remove)")
     source: Literal["registered", "listed"] = "registered"
 
 

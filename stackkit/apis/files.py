@@ -22,12 +22,22 @@ class FileObject(BaseModel):
     expires_at: int | None = None
 
 
+class FileExpiresAfter(BaseModel):
+    """When an uploaded file expires: `seconds` after its creation (OpenAI: one hour to 30 days)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int = Field(ge=3600, le=2592000)
+
+
 class UploadFileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: bytes = Field(description="the file's bytes (a multipart `file` field over HTTP)")
     filename: str = Field(min_length=1, max_length=512)
     purpose: Purpose
+    expires_after: FileExpiresAfter | None = None
 
 
 class ListFilesRequest(BaseModel):

@@ -22,6 +22,7 @@ class Model(BaseModel):
     provider_model_id: str
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
+    guardrails: list[str] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):
@@ -41,6 +42,8 @@ class RegisterModelRequest(BaseModel):
     provider_model_id: str | None = None
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
+    guardrails: list[str] = Field(default_factory=list, description="shields for every request to this upstream "
+                                  "model; they add to any the model already has and cannot be removed by requests")
 
 
 @runtime_checkable

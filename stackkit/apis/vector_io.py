@@ -162,7 +162,7 @@ class SearchResult(BaseModel):
 
 class SearchResultsPage(BaseModel):
     object: Literal["vector_store.search_results.page"] = "vector_store.search_results.page"
-    search_query: str | list[str]
+    search_query: list[str]
     data: list[SearchResult]
     has_more: bool = False
     next_page: str | None = None

@@ -9,8 +9,10 @@ requests are validated exactly as the server validates them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,17 @@ from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig
 from stackkit.core.dispatch import build_request
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
+from stackkit.core.sdk_compat import (
+    AsyncPage,
+    AsyncPaginator,
+    BinaryContent,
+    SyncPage,
+    as_sdk_error,
+    is_cursor_route,
+    is_page_route,
+)
 from stackkit.core.stack import Stack
+from stackkit.core.streams import ContextStream, aclose
 from stackkit.errors import StackkitError
 
 _SDK_ONLY = ("extra_headers", "extra_query", "timeout")
@@ -85,7 +97,9 @@ def _missing(client: Any, name: str) -> AttributeError:
 
 
 class AsyncLibraryClient:
-    """``async with AsyncLibraryClient("starter") as client: await client.chat.completions.create(...)``"""
+    """``async with AsyncLibraryClient("starter") as client: await client.chat.completions.create(...)``
+
+    The async twin of :class:`LibraryClient`, for code that already runs an event loop."""
 
     def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
         raise _missing(self, name)
@@ -99,30 +113,45 @@ class AsyncLibraryClient:
             self.stack = await Stack.create(self._config)
             self.stack.start()
             served = set(self.stack.served_apis())
-            _build_tree(self, self._operation, [r for r in route_table() if r.api in served])
+            _build_tree(self, self._public_operation, [r for r in route_table() if r.api in served])
         return self
 
-    def _operation(self, route: Route) -> Callable[..., Any]:
-        assert self.stack is not None
-        impls = self.stack.impls
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait for the stack's background start-up work (model listing, provider start hooks)."""
+        assert self.stack is not None, "call `await client.initialize()` first"
+        await asyncio.wait_for(self.stack.wait_ready(), timeout)
 
-        assert route.api is not None
-        api = route.api
+    def _operation(self, route: Route) -> Callable[..., Awaitable[Any]]:
+        """The route as a coroutine function returning what the implementation returns."""
+        assert self.stack is not None and route.api is not None
+        method = getattr(self.stack.impls[route.api], route.name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             headers = {k.lower(): v for k, v in (kwargs.get("extra_headers") or {}).items()}
-            request = build_request(route, _request_data(route, args, kwargs))
             raw = headers.get(PROVIDER_DATA_HEADER)
-            if raw is None:
-                return await getattr(impls[api], route.name)(request)
-            token = provider_data.set(parse_provider_data(raw))
+            token = provider_data.set(parse_provider_data(raw)) if raw is not None else None
             try:
-                return await getattr(impls[api], route.name)(request)
+                result = await method(build_request(route, _request_data(route, args, kwargs)))
+                if isinstance(result, bytes):
+                    return BinaryContent(result)
+                if token is not None and hasattr(result, "__anext__"):  # keys stay in effect for the stream
+                    return ContextStream(result, contextvars.copy_context())
+                return result
+            except StackkitError as exc:
+                raise as_sdk_error(exc, route) from None
             finally:
-                provider_data.reset(token)
+                if token is not None:
+                    provider_data.reset(token)
 
-        call.__name__ = route.name
-        call.__doc__ = route.summary
+        return call
+
+    def _public_operation(self, route: Route) -> Callable[..., Any]:
+        call = self._operation(route)
+        if is_page_route(route):
+            paged = _async_pager(call, route)
+            paged.__name__, paged.__doc__ = route.name, route.summary
+            return paged
+        call.__name__, call.__doc__ = route.name, route.summary
         return call
 
     async def close(self) -> None:
@@ -137,20 +166,42 @@ class AsyncLibraryClient:
         await self.close()
 
 
+def _async_pager(call: Callable[..., Awaitable[Any]], route: Route) -> Callable[..., AsyncPaginator]:
+    def pager(*args: Any, **kwargs: Any) -> AsyncPaginator:
+        async def page(**extra: Any) -> AsyncPage:
+            result = await call(*args, **{**kwargs, **extra})
+            fetch = (lambda after: page(after=after)) if is_cursor_route(route) else None
+            return AsyncPage(result, fetch)
+
+        return AsyncPaginator(page)
+
+    return pager
+
+
 class _SyncStream(Iterator[Any]):
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: AsyncIterator[Any]) -> None:
-        self._loop, self._stream = loop, stream
+    """A stream of the background loop as a plain iterator; closing it (or dropping it) stops the work."""
+
+    def __init__(self, client: LibraryClient, stream: AsyncIterator[Any]) -> None:
+        self._client, self._stream = client, stream
+        self._closed = False
 
     def __next__(self) -> Any:
+        if self._closed:
+            raise StopIteration
         try:
-            return self._loop.run_until_complete(self._stream.__anext__())
+            return self._client._call(self._stream.__anext__())
         except StopAsyncIteration:
+            self._closed = True
             raise StopIteration from None
 
     def close(self) -> None:
-        closer = getattr(self._stream, "aclose", None)
-        if closer is not None and not self._loop.is_closed():
-            self._loop.run_until_complete(closer())
+        if not self._closed:
+            self._closed = True
+            self._client._call(aclose(self._stream))
+
+    def __del__(self) -> None:
+        if not self._closed and self._client._loop.is_running():
+            asyncio.run_coroutine_threadsafe(aclose(self._stream), self._client._loop)
 
     def __enter__(self) -> _SyncStream:
         return self
@@ -160,55 +211,76 @@ class _SyncStream(Iterator[Any]):
 
 
 class LibraryClient:
-    """The blocking twin of AsyncLibraryClient; streams are plain iterators.
+    """The stack in your process, called like the ``openai`` SDK: ``client.chat.completions.create(...)``
+    returns what ``OpenAI(base_url=...)`` returns (lists are pages that iterate their items, errors are
+    also the SDK's exception classes), with no HTTP in between.
 
-    It runs the stack on an event loop of its own, driven by each call, so it must not be
-    used from inside a running event loop (use AsyncLibraryClient there).
+    The stack runs on an event loop in a background thread, so its background work (file ingestion,
+    model listing) goes on between calls, and the client works from inside a running event loop too.
     """
 
     def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
         raise _missing(self, name)
 
     def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
-        self._async = AsyncLibraryClient(config)
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stackkit-library-client", daemon=True)
+        self._thread.start()
+        self._async = AsyncLibraryClient(config)
         try:
-            self._run(self._async.initialize())
+            self._call(self._async.initialize())
         except BaseException:
-            self._loop.close()
+            self._stop_loop()
             raise
         assert self._async.stack is not None
         self.stack = self._async.stack
         served = set(self.stack.served_apis())
         _build_tree(self, self._operation, [r for r in route_table() if r.api in served])
 
-    def _run(self, coro: Any) -> Any:
+    def _call(self, coro: Any) -> Any:
+        """Run `coro` on the stack's loop and wait for it (Ctrl-C cancels it)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._loop.run_until_complete(coro)
-        coro.close()
-        raise StackkitError("LibraryClient cannot be used inside a running event loop; use AsyncLibraryClient.")
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait for the stack's background start-up work (model listing, provider start hooks)."""
+        self._call(self._async.wait_ready(timeout))
 
     def _operation(self, route: Route) -> Callable[..., Any]:
         async_op = self._async._operation(route)
-        loop = self._loop
+        page, cursor = is_page_route(route), is_cursor_route(route)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            result = self._run(async_op(*args, **kwargs))
+            result = self._call(async_op(*args, **kwargs))
             if route.stream_type is not None and hasattr(result, "__anext__"):
-                return _SyncStream(loop, result)
+                return _SyncStream(self, result)
+            if page:
+                return SyncPage(result, (lambda after: call(*args, **{**kwargs, "after": after})) if cursor else None)
             return result
 
         call.__name__ = route.name
         call.__doc__ = route.summary
         return call
 
-    def close(self) -> None:
-        if not self._loop.is_closed():
-            self._run(self._async.close())
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+    def _stop_loop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        if not self._loop.is_running() and not self._loop.is_closed():
             self._loop.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._async.close())
+            self._call(self._loop.shutdown_asyncgens())
+        finally:
+            self._stop_loop()
 
     def __enter__(self) -> LibraryClient:
         return self

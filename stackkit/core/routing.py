@@ -60,8 +60,9 @@ from stackkit.apis.vector_io import (
     VectorStoreIdRequest,
     VectorStoreList,
 )
-from stackkit.core.guardrails import Guardrails
+from stackkit.core.guardrails import Guardrails, requested_shields
 from stackkit.core.storage import KVStore
+from stackkit.core.streams import Stream, aclose
 from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
 
 log = logging.getLogger("stackkit.routing")
@@ -80,6 +81,7 @@ class ResourceTable:
         self._registered: dict[str, Resource] = {}
         self._listed: dict[str, Resource] = {}
         self._by_upstream: dict[str, list[Resource]] = {}
+        self.version = 0  # bumped on every change, for views computed from the resources
 
     async def load(self) -> None:
         cls = RESOURCE_CLASSES[self.kind]
@@ -87,6 +89,7 @@ class ResourceTable:
             resource = cls.model_validate_json(value)
             if resource.provider_id in self.providers:
                 self._registered[resource.identifier] = resource
+                self.version += 1
             else:
                 log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
                             resource.provider_id)
@@ -104,6 +107,7 @@ class ResourceTable:
     def declare(self, resource: Resource) -> None:
         """A resource from run.yaml: it wins over a persisted one of the same id, and is not persisted."""
         self._registered[resource.identifier] = resource
+        self.version += 1
 
     async def register(self, resource: Resource) -> Resource:
         if resource.provider_id not in self.providers:
@@ -119,6 +123,7 @@ class ResourceTable:
                 f"'{existing.provider_id}'; delete it first or pick another id."
             )
         self._registered[resource.identifier] = resource
+        self.version += 1
         await self._kv.set(f"{self.kind}:{resource.identifier}", resource.model_dump_json())
         return resource
 
@@ -126,6 +131,7 @@ class ResourceTable:
         resource = self._registered.pop(identifier, None)
         if resource is None:
             raise self._not_found(identifier)
+        self.version += 1
         await self._kv.delete(f"{self.kind}:{identifier}")
         return resource
 
@@ -136,6 +142,7 @@ class ResourceTable:
             if (r.provider_id, r.provider_resource_id) not in registered:
                 self._listed[r.identifier] = r
         self._by_upstream = {}
+        self.version += 1
         for r in self._listed.values():
             self._by_upstream.setdefault(r.provider_resource_id, []).append(r)
 
@@ -189,6 +196,7 @@ def _model_view(r: Resource) -> Model:
         provider_model_id=r.provider_resource_id,
         model_type=r.model_type,
         metadata=r.metadata,
+        guardrails=r.guardrails,
     )
 
 
@@ -212,6 +220,7 @@ class ModelsTable:
             provider_resource_id=request.provider_model_id or request.model_id,
             model_type=request.model_type,
             metadata=request.metadata,
+            guardrails=request.guardrails,
         )
         return _model_view(await self.table.register(resource))
 
@@ -259,9 +268,14 @@ class ShieldsTable:
 
 
 class InferenceRouter:
+    """Sends each inference request to the provider owning its model, inside the model's guardrails,
+    and answers with the model named as the client named it."""
+
     def __init__(self, table: ResourceTable) -> None:
         self.table = table
         self.guardrails: Guardrails | None = None  # set by the Stack when a safety API is configured
+        self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._floors_version = -1
 
     def _resolve(self, model: str, want: ModelType) -> tuple[Any, Resource]:
         impl, resource = self.table.resolve(model)
@@ -280,32 +294,61 @@ class InferenceRouter:
             request = request.model_copy(update={"model": resource.provider_resource_id})
         return impl, resource, request
 
+    def floor(self, resource: Resource) -> tuple[str, ...]:
+        """The operator's shields for the upstream model behind `resource`, whatever name reached it."""
+        if self._floors_version != self.table.version:
+            floors: dict[tuple[str, str], tuple[str, ...]] = {}
+            for r in self.table.all():
+                if isinstance(r, ModelResource) and r.guardrails:
+                    key = (r.provider_id, r.provider_resource_id)
+                    floors[key] = tuple(dict.fromkeys([*floors.get(key, ()), *r.guardrails]))
+            self._floors, self._floors_version = floors, self.table.version
+        return self._floors.get((resource.provider_id, resource.provider_resource_id), ())
+
+    def _shields(self, resource: Resource, request: ChatCompletionRequest | CompletionRequest
+                 ) -> tuple[list[str], Guardrails | None]:
+        shields = requested_shields(self.floor(resource), request)
+        if shields and self.guardrails is None:
+            raise InvalidRequestError("guardrails need a safety provider; add one under providers.safety.",
+                                      param="guardrails")
+        return shields, self.guardrails
+
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        asked = request.model
         impl, resource, request = self._upstream(request, ModelType.llm)
-        shields = Guardrails.requested(request, resource.metadata if isinstance(resource, ModelResource) else {})
-        if not shields:
-            return await impl.chat_completion(request)  # type: ignore[no-any-return]
-        if self.guardrails is None:
-            raise InvalidRequestError("guardrails need a safety provider; add one under providers.safety.",
-                                      param="guardrails")
-        request = await self.guardrails.check_input(shields, request)
+        shields, guard = self._shields(resource, request)
+        if guard is not None and shields:
+            request = await guard.check_chat_input(shields, request)
         result = await impl.chat_completion(request)
         if isinstance(result, ChatCompletion):
-            return await self.guardrails.check_output(shields, request, result)
-        return self.guardrails.guard_stream(shields, request, result)
+            result.model = asked
+            return await guard.check_chat_output(shields, result) if guard is not None and shields else result
+        if guard is not None and shields:
+            result = guard.guard_chat_stream(shields, result)
+        return renamed(result, asked)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
-        impl, _, request = self._upstream(request, ModelType.llm)
-        return await impl.completion(request)  # type: ignore[no-any-return]
+        asked = request.model
+        impl, resource, request = self._upstream(request, ModelType.llm)
+        shields, guard = self._shields(resource, request)
+        if guard is not None and shields:
+            request = await guard.check_completion_input(shields, request)
+        result = await impl.completion(request)
+        if isinstance(result, Completion):
+            result.model = asked
+            return await guard.check_completion_output(shields, result) if guard is not None and shields else result
+        if guard is not None and shields:
+            result = guard.guard_completion_stream(shields, result)
+        return renamed(result, asked)
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        asked = request.model
         impl, _, request = self._upstream(request, ModelType.embedding)
-        return await impl.embeddings(request)  # type: ignore[no-any-return]
-
-    async def list_provider_models(self) -> None:
-        return None
+        response: EmbeddingResponse = await impl.embeddings(request)
+        response.model = asked
+        return response
 
     async def refresh(self, timeout: float) -> None:
         """Ask every provider which models it serves; a slow or failing provider is skipped."""
@@ -338,15 +381,29 @@ class InferenceRouter:
         )
 
 
+def renamed(stream: AsyncIterator[Any], model: str) -> Stream[Any]:
+    """`stream` with each chunk's `model` set to the name the client used."""
+
+    async def rename() -> AsyncIterator[Any]:
+        async for chunk in stream:
+            chunk.model = model
+            yield chunk
+
+    return Stream(rename(), lambda: aclose(stream))
+
+
 class SafetyRouter:
+    """Sends shield runs and moderations to the provider owning the shield, with the shield's params."""
+
     def __init__(self, table: ResourceTable, default_shield_id: str | None = None) -> None:
         self.table = table
         self.default_shield_id = default_shield_id
 
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         impl, resource = self.table.resolve(request.shield_id)
-        if resource.provider_resource_id != request.shield_id:
-            request = request.model_copy(update={"shield_id": resource.provider_resource_id})
+        params = resource.params if isinstance(resource, ShieldResource) else {}
+        request = request.model_copy(update={"shield_id": resource.provider_resource_id,
+                                             "params": {**params, **request.params}})
         return await impl.run_shield(request)  # type: ignore[no-any-return]
 
     async def moderation(self, request: ModerationRequest) -> ModerationResponse:

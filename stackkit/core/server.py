@@ -13,6 +13,7 @@ is OpenAI's ``{"error": {...}}`` body with the right status, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ from stackkit.core.middleware import GatewayMiddleware
 from stackkit.core.openapi import openapi_spec
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
 from stackkit.core.stack import Stack, version
+from stackkit.core.streams import aclose
 from stackkit.errors import InvalidRequestError, StackkitError
 
 log = logging.getLogger("stackkit.server")
@@ -65,22 +67,29 @@ def internal_error(exc: BaseException, where: str) -> StackkitError:
 
 
 class SSEResponse(Response):
-    """Server-sent events in OpenAI's format. A client disconnect cancels the stream at once."""
+    """Server-sent events in OpenAI's format. A client disconnect cancels the stream at once, and the
+    stream is closed (its upstream connection or batch slot released) however the response ends,
+    even when the client left before the first byte. Every step runs in `context`, the request's."""
 
-    def __init__(self, stream: AsyncIterator[BaseModel], where: str) -> None:
+    def __init__(self, stream: AsyncIterator[BaseModel], where: str, context: contextvars.Context) -> None:
         self.status_code = 200
         self.background = None
         self.stream = stream
         self.where = where
+        self.context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.ensure_future(self._write(send))
-        watcher = asyncio.ensure_future(self._wait_disconnect(receive))
-        await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
-        for task in (writer, watcher):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(writer, watcher, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self._write(send), context=self.context)
+        watcher = loop.create_task(self._wait_disconnect(receive))
+        try:
+            await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writer, watcher):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(writer, watcher, return_exceptions=True)
+            await loop.create_task(aclose(self.stream), context=self.context)
 
     @staticmethod
     async def _wait_disconnect(receive: Receive) -> None:
@@ -88,20 +97,18 @@ class SSEResponse(Response):
             pass
 
     async def _write(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             async for chunk in self.stream:
                 await send({"type": "http.response.body", "body": b"data: " + to_json(chunk) + b"\n\n",
                             "more_body": True})
             tail = b"data: [DONE]\n\n"
         except StackkitError as exc:
             tail = b"data: " + orjson.dumps(exc.to_openai_body()) + b"\n\n"
+        except OSError:  # the client is gone: nothing more to send
+            return
         except Exception as exc:  # noqa: BLE001 - becomes the stream's final error event
             tail = b"data: " + orjson.dumps(internal_error(exc, self.where).to_openai_body()) + b"\n\n"
-        finally:
-            closer = getattr(self.stream, "aclose", None)
-            if closer is not None:
-                await closer()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
@@ -115,7 +122,14 @@ async def _read_multipart(route: Route, http: Request) -> BaseModel:
         raise InvalidRequestError(f"Could not read the multipart form: {exc}. Send multipart/form-data with a "
                                   "`file` field.") from None
     try:
-        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        data: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):  # `a[b]` fields (the openai SDK's nested values) become {"a": {"b": ...}}
+                outer, _, inner = key.partition("[")
+                if inner.endswith("]"):
+                    data.setdefault(outer, {})[inner[:-1]] = value
+                else:
+                    data[key] = value
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidRequestError("Missing required parameter 'file' (a multipart file field).", param="file")
@@ -161,7 +175,7 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
             request = await _read_request(route, http)
             result = await method(request)
             if wants_stream(route, request):
-                return SSEResponse(result, where)
+                return SSEResponse(result, where, contextvars.copy_context())
             if isinstance(result, bytes):
                 return Response(result, media_type="application/octet-stream")
             return Response(to_json(result), media_type=_JSON)

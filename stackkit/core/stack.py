@@ -107,7 +107,8 @@ class Stack:
             inference = self.impls[Api.inference]
             if isinstance(inference, InferenceRouter):
                 inference.guardrails = Guardrails(self.impls[Api.safety],
-                                                  int(self.config.safety.get("stream_check_chars", 200)))
+                                                  int(self.config.safety.get("stream_check_chars", 200)),
+                                                  int(self.config.safety.get("stream_holdback_chars", 48)))
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:
@@ -133,8 +134,7 @@ class Stack:
             pid = self._provider_for(Api.inference, m.provider_id, ("registered_resources", "models", i))
             declared.append((Api.inference, ModelResource(
                 identifier=m.model_id, provider_id=pid, provider_resource_id=m.provider_model_id or m.model_id,
-                model_type=m.model_type, metadata={**m.metadata, "guardrails": m.guardrails} if m.guardrails
-                else m.metadata,
+                model_type=m.model_type, metadata=m.metadata, guardrails=m.guardrails,
             )))
         for i, s in enumerate(res.shields):
             pid = self._provider_for(Api.safety, s.provider_id, ("registered_resources", "shields", i))
@@ -150,6 +150,14 @@ class Stack:
             )))
         for api, resource in declared:
             self.tables[api].declare(resource)
+        shields = {r.identifier for r in self.tables[Api.safety].all()} if Api.safety in self.tables else set()
+        for i, m in enumerate(res.models):
+            unknown = [s for s in m.guardrails if s not in shields]
+            if unknown:
+                known = ", ".join(sorted(shields)) or "none"
+                raise self.config.error(
+                    f"guardrails name unknown shield(s) {', '.join(unknown)} (known: {known}); declare them under "
+                    "registered_resources.shields", "registered_resources", "models", i, "guardrails")
 
     def _provider_for(self, api: Api, provider_id: str | None, path: tuple[str | int, ...]) -> str:
         ids = [p.provider_id for p in self.providers if p.api is api]
@@ -187,6 +195,10 @@ class Stack:
     async def wait_refreshed(self) -> None:
         if self._refresh_task is not None:
             await self._refresh_task
+
+    async def wait_ready(self) -> None:
+        """Wait for the background start-up work: provider start hooks and model listing."""
+        await asyncio.gather(*(t for t in (self._refresh_task, *self._background) if t is not None))
 
     async def shutdown(self) -> None:
         pending = [t for t in (self._refresh_task, *self._background) if t is not None and not t.done()]

@@ -1,17 +1,15 @@
 """Key-value stores: a small Protocol, sqlite (WAL) as the embedded default, memory for tests.
 
-sqlite work runs in a worker thread so the event loop never blocks on disk.
+sqlite work runs in a worker thread (core/sqlite.py) so the event loop never blocks on disk.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from stackkit.core.config import RunConfig, StorageBackend, default_state_dir
+from stackkit.core.sqlite import SqliteDB
 
 
 @runtime_checkable
@@ -50,40 +48,31 @@ class SqliteKVStore:
     """One table of (key, value) in a WAL-mode sqlite file, namespaced by a key prefix."""
 
     def __init__(self, path: str | Path, namespace: str = "") -> None:
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ns = f"{namespace}:" if namespace else ""
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-    def _run(self, sql: str, args: tuple[str, ...]) -> list[tuple[str, str]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._db = SqliteDB(path)
+        schema = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        self._db.run_sync(lambda conn: conn.execute(schema))
 
     async def get(self, key: str) -> str | None:
-        rows = await asyncio.to_thread(self._run, "SELECT key, value FROM kv WHERE key = ?", (self._ns + key,))
-        return rows[0][1] if rows else None
+        rows = await self._db.execute("SELECT value FROM kv WHERE key = ?", (self._ns + key,))
+        return str(rows[0][0]) if rows else None
 
     async def set(self, key: str, value: str) -> None:
         sql = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-        await asyncio.to_thread(self._run, sql, (self._ns + key, value))
+        await self._db.execute(sql, (self._ns + key, value))
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._run, "DELETE FROM kv WHERE key = ?", (self._ns + key,))
+        await self._db.execute("DELETE FROM kv WHERE key = ?", (self._ns + key,))
 
     async def range(self, prefix: str) -> list[tuple[str, str]]:
         start = self._ns + prefix
         sql = "SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key"
-        rows = await asyncio.to_thread(self._run, sql, (start, start + "\U0010ffff"))
+        rows = await self._db.execute(sql, (start, start + "\U0010ffff"))
         cut = len(self._ns)
         return [(k[cut:], v) for k, v in rows]
 
     async def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        await self._db.close()
 
 
 def open_kvstore(config: RunConfig, store: str = "registry") -> KVStore:

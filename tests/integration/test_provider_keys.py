@@ -65,7 +65,7 @@ def test_key_from_config_env_and_header(echo: str, monkeypatch: pytest.MonkeyPat
 
 def test_allowed_models_filters_listing_and_requests(echo: str) -> None:
     with LibraryClient(gateway(echo, allowed='"gpt-allowed", "text-embed-3"')) as client:
-        client._run(client.stack.wait_refreshed())
+        client.wait_ready()
         models = {m.id: m.model_type for m in client.models.list().data}
         assert models == {"up/gpt-allowed": "llm", "up/text-embed-3": "embedding"}
         with pytest.raises(NotFoundError, match="'gpt-hidden' is not in this provider's allowed_models"):

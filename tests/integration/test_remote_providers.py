@@ -69,13 +69,13 @@ def compat(request: pytest.FixtureRequest, upstream: str, cassette: Any) -> Iter
     models = "{model_id: chat, provider_model_id: tiny-llama}, " \
              "{model_id: embed, provider_model_id: all-MiniLM-L6-v2, model_type: embedding}"
     with LibraryClient(stack(request.param, upstream, models=models)) as client:
-        client._run(client.stack.wait_refreshed())  # the model listing is part of every cassette
+        client.wait_ready()  # the model listing is part of every cassette
         yield client
 
 
 def test_chat_whole_and_streamed(compat: LibraryClient) -> None:
     whole = compat.chat.completions.create(model="chat", messages=HI, max_tokens=8, temperature=0)  # type: ignore[attr-defined]
-    assert whole.object == "chat.completion" and whole.model == "tiny-llama"
+    assert whole.object == "chat.completion" and whole.model == "chat"
     assert whole.usage.completion_tokens <= 8 and isinstance(whole.choices[0].message.content, str)
     chunks = list(compat.chat.completions.create(  # type: ignore[attr-defined]
         model="chat", messages=HI, max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True}))
@@ -93,7 +93,7 @@ def test_embeddings_and_model_listing(compat: LibraryClient) -> None:
 
 def test_openai_rejected_key_names_the_env_var(cassette: Any) -> None:
     with LibraryClient(stack("remote::openai", "https://api.openai.com/v1", api_key="sk-wrong")) as client:
-        client._run(client.stack.wait_refreshed())  # its 401 is logged, never raised
+        client.wait_ready()  # its 401 is logged, never raised
         with pytest.raises(AuthenticationError) as err:
             client.chat.completions.create(model="up/gpt-4o-mini", messages=HI)  # type: ignore[attr-defined]
     assert err.value.status_code == 401
@@ -111,7 +111,7 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
 def anthropic(cassette: Any) -> Iterator[LibraryClient]:
     models = "{model_id: claude, provider_model_id: claude-sonnet-4-5}"
     with LibraryClient(stack("remote::anthropic", "https://api.anthropic.com/v1", models=models)) as client:
-        client._run(client.stack.wait_refreshed())
+        client.wait_ready()
         yield client
 
 
@@ -164,7 +164,7 @@ def test_anthropic_overloaded_mid_stream(anthropic: LibraryClient) -> None:
 
 def test_ollama_lists_models_from_api_tags_and_chats(cassette: Any) -> None:
     with LibraryClient(stack("remote::ollama", "http://127.0.0.1:11434", api_key="null")) as client:
-        client._run(client.stack.wait_refreshed())
+        client.wait_ready()
         models = {m.id: m.model_type for m in client.models.list().data}  # type: ignore[attr-defined]
         assert models == {"up/llama3.2:latest": "llm", "up/nomic-embed-text:latest": "embedding"}
         out = client.chat.completions.create(model="llama3.2:latest", messages=HI)  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ providers:
 registered_resources:
   models:
     - {{model_id: echo, provider_id: fake, provider_model_id: fake-llm}}
-    - {{model_id: guarded, provider_id: fake, provider_model_id: fake-llm, guardrails: [pii]}}
+    - {{model_id: guarded, provider_id: fake, provider_model_id: fake-guarded, guardrails: [pii]}}
   shields:
     - {{shield_id: pii, provider_id: pii}}
     - {{shield_id: pii-redact, provider_id: pii-redact}}

@@ -132,7 +132,7 @@ def test_inspect_endpoints(http: httpx.Client) -> None:
     assert {"method": "POST", "path": "/v1/chat/completions", "api": "inference", "operation": "chat_completion",
             "sdk": "chat.completions.create", "streams": True} in routes
     providers = http.get("/providers").json()["data"]
-    assert {p["provider_id"] for p in providers} == {"fake", "words", "mem"}
+    assert {p["provider_id"] for p in providers} == {"fake", "words", "mem", "disk"}
     assert http.get("/providers/fake").json()["health"] == {"status": "OK"}
     assert http.get("/providers/nope").status_code == 404
 

@@ -98,8 +98,7 @@ def test_files_api(client: Any) -> None:
     content = client.files.content(f.id)
     if hasattr(content, "response"):  # the openai SDK's binary response
         content.response.close()
-        content = content.content
-    assert content == DOCS["cats.md"]
+    assert content.content == DOCS["cats.md"] and content.text == DOCS["cats.md"].decode()
     assert f.id in [x.id for x in client.files.list().data]
     assert client.files.delete(f.id).deleted is True
     with pytest.raises(Exception, match="not found"):

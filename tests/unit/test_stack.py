@@ -31,7 +31,7 @@ async def test_routes_by_registered_id(fake_config: RunConfig) -> None:
     stack = await Stack.create(fake_config)
     try:
         result = await stack.impls[Api.inference].chat_completion(chat("echo"))
-        assert result.model == "fake-llm"  # the provider saw the upstream id
+        assert result.model == "echo"  # the model as the client named it
         assert result.choices[0].message.content == "hello world"
     finally:
         await stack.shutdown()
@@ -41,7 +41,7 @@ async def test_routes_by_provider_slash_model(fake_config: RunConfig) -> None:
     stack = await Stack.create(fake_config)
     try:
         result = await stack.impls[Api.inference].chat_completion(chat("fake/some-upstream-model"))
-        assert result.model == "some-upstream-model"
+        assert result.model == "fake/some-upstream-model"
     finally:
         await stack.shutdown()
 
@@ -85,7 +85,7 @@ async def test_registered_models_survive_restart_on_one_sqlite_file(tmp_path: Pa
         model = await second.impls[Api.models].get_model(GetModelRequest(model_id="runtime-model"))
         assert (model.provider_id, model.provider_model_id, model.metadata) == ("fake", "up-1", {"n": 1})
         result = await second.impls[Api.inference].chat_completion(chat("runtime-model"))
-        assert result.model == "up-1"
+        assert result.model == "runtime-model"
         await second.impls[Api.models].unregister_model(GetModelRequest(model_id="runtime-model"))
     finally:
         await second.shutdown()

@@ -61,6 +61,8 @@ class FakeInferenceConfig(ProviderConfigBase):
     chunk_delay_s: float = Field(default=0.0, ge=0, description="pause between streamed chunks")
     response_delay_s: float = Field(default=0.0, ge=0, description="pause before answering")
     replies: list[ScriptedReply] = Field(default_factory=list, description="scripted answers, first match wins")
+    stream_chunk_chars: int | None = Field(default=None, ge=1, description="stream pieces of this many characters "
+                                           "(as a real tokenizer splits words) instead of words")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
@@ -172,13 +174,12 @@ class FakeInference:
 
         try:
             yield chunk(ChoiceDelta(role="assistant", content=""))
-            pieces = reply.split(" ") if reply else []
-            for i, piece in enumerate(pieces):
+            for piece in self._pieces(reply):
                 if self.config.chunk_delay_s:
                     await asyncio.sleep(self.config.chunk_delay_s)
                 if "FAIL_MIDSTREAM" in piece:
                     raise UpstreamError("fake upstream failed mid-stream (FAIL_MIDSTREAM in the prompt)")
-                yield chunk(ChoiceDelta(content=piece if i == 0 else " " + piece))
+                yield chunk(ChoiceDelta(content=piece))
             for i, call in enumerate(tool_calls or []):
                 yield chunk(ChoiceDelta(tool_calls=[ToolCallDelta(
                     index=i, id=call.id, type="function",
@@ -192,13 +193,22 @@ class FakeInference:
             self.cancelled += 1
             raise
 
+    def _pieces(self, reply: str) -> list[str]:
+        step = self.config.stream_chunk_chars
+        if step:
+            return [reply[i:i + step] for i in range(0, len(reply), step)]
+        words = reply.split(" ") if reply else []
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         self.calls += 1
         prompt = request.prompt if isinstance(request.prompt, str) else " ".join(map(str, request.prompt))
         if "FAIL_NOW" in prompt:
             raise UpstreamError("fake upstream failure (FAIL_NOW in the prompt)")
-        words = _words(prompt)[: request.max_tokens] if request.max_tokens else _words(prompt)
-        text = " ".join(words)
+        scripted = next((r.reply for r in self.config.replies if r.when in prompt), None)
+        words = _words(scripted or prompt)
+        words = words[: request.max_tokens] if request.max_tokens else words
+        text = scripted if scripted is not None and len(words) == len(_words(scripted)) else " ".join(words)
         usage = Usage(prompt_tokens=len(_words(prompt)), completion_tokens=len(words),
                       total_tokens=len(_words(prompt)) + len(words))
         made = Completion(id=f"cmpl-fake-{self.calls}", created=int(time.time()), model=request.model,
@@ -207,9 +217,8 @@ class FakeInference:
             return made
 
         async def stream() -> AsyncIterator[Completion]:
-            for i, word in enumerate(words):
-                yield made.model_copy(update={"choices": [CompletionChoice(text=word if i == 0 else " " + word)],
-                                              "usage": None})
+            for piece in self._pieces(text):
+                yield made.model_copy(update={"choices": [CompletionChoice(text=piece)], "usage": None})
             yield made.model_copy(update={"choices": [CompletionChoice(text="", finish_reason="stop")],
                                           "usage": usage if request.stream_options else None})
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +19,7 @@ from pydantic import Field
 
 from stackkit.apis.datatypes import Api, DeleteResponse, ProviderConfigBase
 from stackkit.apis.files import FileIdRequest, FileList, FileObject, ListFilesRequest, UploadFileRequest
+from stackkit.core.sqlite import SqliteDB
 from stackkit.errors import NotFoundError, RequestTooLargeError
 
 
@@ -31,89 +32,126 @@ class LocalFSConfig(ProviderConfigBase):
         return {"storage_dir": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/files"}
 
 
+_FILE_ID = re.compile(r"file-[0-9a-f]{32}")
+_COLUMNS = "id, filename, purpose, bytes, created_at, expires_at"
+
+
 class LocalFSFiles:
+    """OpenAI's Files API over a directory: content in files named by id, records in sqlite."""
+
     def __init__(self, config: LocalFSConfig) -> None:
         self.config = config
         self.root = Path(config.storage_dir).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "files.db", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, filename TEXT NOT NULL, "
-                         "purpose TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL)")
-
-    def _sql(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self.db = SqliteDB(self.root / "files.db", synchronous="FULL")
+        self.db.run_sync(_migrate)
 
     def _path(self, file_id: str) -> Path:
+        """The content path of a valid file id; anything else (``../x``, other shapes) is a 404 first."""
+        if not _FILE_ID.fullmatch(file_id):
+            raise self._not_found(file_id)
         return self.root / file_id
 
+    @staticmethod
+    def _not_found(file_id: str) -> NotFoundError:
+        return NotFoundError(f"File '{file_id[:100]}' not found. GET /v1/files lists the uploaded files.",
+                             code="file_not_found", param="file_id")
+
     async def shutdown(self) -> None:
-        with self._lock:
-            self._db.close()
+        await self.db.close()
 
     async def upload_file(self, request: UploadFileRequest) -> FileObject:
         size = len(request.file)
         if size > self.config.max_file_bytes:
             raise RequestTooLargeError(f"The file is {size} bytes, over this server's limit of "
                                        f"{self.config.max_file_bytes} bytes (max_file_bytes of the files provider).")
-        file = FileObject(id=f"file-{uuid.uuid4().hex}", bytes=size, created_at=int(time.time()),
-                          filename=request.filename, purpose=request.purpose)
+        now = int(time.time())
+        expires = now + request.expires_after.seconds if request.expires_after is not None else None
+        file = FileObject(id=f"file-{uuid.uuid4().hex}", bytes=size, created_at=now, filename=request.filename,
+                          purpose=request.purpose, expires_at=expires)
+        path = self._path(file.id)
 
-        def write() -> None:
-            tmp = self._path(file.id + ".part")
+        def write(conn: sqlite3.Connection) -> None:
+            tmp = path.with_suffix(".part")
             with open(tmp, "wb") as f:
                 f.write(request.file)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp.rename(self._path(file.id))
-            self._sql("INSERT INTO files VALUES (?, ?, ?, ?, ?)",
-                      (file.id, file.filename, file.purpose, file.bytes, file.created_at))
+            tmp.rename(path)
+            conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                         (file.id, file.filename, file.purpose, file.bytes, file.created_at, file.expires_at))
 
-        await asyncio.to_thread(write)
+        await self.db.run(write)
         return file
 
     async def list_files(self, request: ListFilesRequest) -> FileList:
+        await self._expire()
         order = "DESC" if request.order == "desc" else "ASC"
-        where, args = ["1=1"], []
-        if request.purpose:
-            where.append("purpose = ?")
-            args.append(request.purpose)
-        if request.after:
-            anchor = self._sql("SELECT created_at, id FROM files WHERE id = ?", (request.after,))
-            if anchor:
-                op = "<" if order == "DESC" else ">"
-                where.append(f"(created_at, id) {op} (?, ?)")
-                args += list(anchor[0])
-        rows = await asyncio.to_thread(
-            self._sql, f"SELECT id, filename, purpose, bytes, created_at FROM files WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at {order}, id {order} LIMIT ?", (*args, request.limit + 1))
+
+        def query(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            where, args = ["1=1"], []
+            if request.purpose:
+                where.append("purpose = ?")
+                args.append(request.purpose)
+            if request.after:
+                anchor = conn.execute("SELECT created_at, id FROM files WHERE id = ?", (request.after,)).fetchall()
+                if anchor:
+                    where.append(f"(created_at, id) {'<' if order == 'DESC' else '>'} (?, ?)")
+                    args += list(anchor[0])
+            sql = (f"SELECT {_COLUMNS} FROM files WHERE {' AND '.join(where)} "
+                   f"ORDER BY created_at {order}, id {order} LIMIT ?")
+            return conn.execute(sql, (*args, request.limit + 1)).fetchall()
+
+        rows = await self.db.run(query)
         files = [_row(r) for r in rows[: request.limit]]
         return FileList(data=files, first_id=files[0].id if files else None,
                         last_id=files[-1].id if files else None, has_more=len(rows) > request.limit)
 
     async def get_file(self, request: FileIdRequest) -> FileObject:
-        rows = self._sql("SELECT id, filename, purpose, bytes, created_at FROM files WHERE id = ?",
-                         (request.file_id,))
+        self._path(request.file_id)
+        await self._expire()
+        rows = await self.db.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (request.file_id,))
         if not rows:
-            raise NotFoundError(f"File '{request.file_id}' not found. GET /v1/files lists the uploaded files.",
-                                code="file_not_found")
+            raise self._not_found(request.file_id)
         return _row(rows[0])
 
     async def delete_file(self, request: FileIdRequest) -> DeleteResponse:
-        await self.get_file(request)
-        self._sql("DELETE FROM files WHERE id = ?", (request.file_id,))
-        self._path(request.file_id).unlink(missing_ok=True)
+        path = self._path(request.file_id)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            gone = conn.execute("DELETE FROM files WHERE id = ?", (request.file_id,)).rowcount
+            path.unlink(missing_ok=True)
+            return int(gone)
+
+        if not await self.db.run(delete):
+            raise self._not_found(request.file_id)
         return DeleteResponse(id=request.file_id, object="file")
 
     async def file_content(self, request: FileIdRequest) -> bytes:
         await self.get_file(request)
         return await asyncio.to_thread(self._path(request.file_id).read_bytes)
 
+    async def _expire(self) -> None:
+        """Delete the files whose expires_at has passed (their content first, then their records)."""
+        def expire(conn: sqlite3.Connection) -> None:
+            now = int(time.time())
+            for (file_id,) in conn.execute("SELECT id FROM files WHERE expires_at <= ?", (now,)).fetchall():
+                (self.root / file_id).unlink(missing_ok=True)
+                conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+        await self.db.run(expire)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, filename TEXT NOT NULL, "
+                 "purpose TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER)")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    if "expires_at" not in columns:  # a store made before files could expire
+        conn.execute("ALTER TABLE files ADD COLUMN expires_at INTEGER")
+
 
 def _row(row: tuple[Any, ...]) -> FileObject:
-    return FileObject(id=row[0], filename=row[1], purpose=row[2], bytes=row[3], created_at=row[4])
+    return FileObject(id=row[0], filename=row[1], purpose=row[2], bytes=row[3], created_at=row[4], expires_at=row[5])
 
 
 async def create(config: LocalFSConfig, deps: dict[Api, Any]) -> LocalFSFiles:

@@ -73,6 +73,9 @@ class _VLLMGeneration:
     async def text(self) -> str:
         return "".join([piece async for piece in self.pieces()])
 
+    async def close(self) -> None:
+        await self.engine.abort(self.request_id)  # a no-op for a request vLLM already finished
+
     async def pieces(self) -> AsyncIterator[str]:
         finished = False
         try:

@@ -46,6 +46,7 @@ from stackkit.apis.inference import (
     Usage,
     content_text,
 )
+from stackkit.core.streams import Stream
 from stackkit.errors import InvalidRequestError
 from stackkit.providers.utils.http_provider import HTTPProvider, HTTPProviderConfig
 
@@ -253,7 +254,7 @@ class AnthropicInference(HTTPProvider):
             return from_message(orjson.loads(await self._post("messages", body)))
         lines = await self._post_stream("messages", body)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        return self._events(lines, _StreamState(include_usage))
+        return Stream(self._events(lines, _StreamState(include_usage)), lines.aclose)
 
     async def _events(self, lines: AsyncIterator[str], state: _StreamState) -> AsyncIterator[ChatCompletionChunk]:
         async for data in lines:
@@ -279,7 +280,7 @@ class AnthropicInference(HTTPProvider):
             finish = "length" if choice.finish_reason == "length" else "stop"
             return Completion(id=result.id, created=result.created, model=result.model, usage=result.usage,
                               choices=[CompletionChoice(text=choice.message.content or "", finish_reason=finish)])
-        return self._completion_chunks(result)
+        return Stream(self._completion_chunks(result), result.aclose)  # type: ignore[attr-defined]
 
     @staticmethod
     async def _completion_chunks(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[Completion]:

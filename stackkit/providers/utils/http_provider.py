@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr
 
 from stackkit.apis.datatypes import ProviderConfigBase
 from stackkit.core.request_context import provider_data
+from stackkit.core.streams import Stream
 from stackkit.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -169,7 +170,7 @@ class HTTPProvider:
             raise self._status_error(response.status_code, response.content, response.headers)
         return response.content
 
-    async def _post_stream(self, path: str, body: bytes) -> AsyncIterator[str]:
+    async def _post_stream(self, path: str, body: bytes) -> Stream[str]:
         """Send the request now (so errors surface before streaming starts); return its SSE data lines."""
         request = self.client.build_request("POST", path, content=body, headers=self._request_headers())
         try:
@@ -180,7 +181,7 @@ class HTTPProvider:
             content = await response.aread()
             await response.aclose()
             raise self._status_error(response.status_code, content, response.headers)
-        return self._data_lines(response)
+        return Stream(self._data_lines(response), response.aclose)
 
     async def _data_lines(self, response: httpx.Response) -> AsyncIterator[str]:
         try:

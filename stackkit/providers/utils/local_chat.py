@@ -30,6 +30,7 @@ from stackkit.apis.inference import (
     Usage,
     content_text,
 )
+from stackkit.core.streams import Stream
 from stackkit.errors import InvalidRequestError
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
@@ -116,6 +117,10 @@ class TextGeneration(Protocol):
     @property
     def completion_tokens(self) -> int: ...
 
+    async def close(self) -> None:
+        """Stop generating and release the engine's slot (the consumer is gone)."""
+        ...
+
 
 def usage_of(gen: TextGeneration) -> Usage:
     return Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
@@ -142,7 +147,12 @@ async def chat_response(gen: TextGeneration, request: ChatCompletionRequest) -> 
                           choices=[ChatCompletionChoice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
 
 
-async def chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+def chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> Stream[ChatCompletionChunk]:
+    """The generation as chunks; closing the stream (read or not) stops the generation."""
+    return Stream(_chat_chunks(gen, request), gen.close)
+
+
+async def _chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
@@ -177,7 +187,11 @@ async def completion_response(gen: TextGeneration, request: CompletionRequest) -
                       choices=[CompletionChoice(text=prefix + text, finish_reason=gen.finish_reason)])  # type: ignore[arg-type]
 
 
-async def completion_chunks(gen: TextGeneration, request: CompletionRequest) -> AsyncIterator[Completion]:
+def completion_chunks(gen: TextGeneration, request: CompletionRequest) -> Stream[Completion]:
+    return Stream(_completion_chunks(gen, request), gen.close)
+
+
+async def _completion_chunks(gen: TextGeneration, request: CompletionRequest) -> AsyncIterator[Completion]:
     ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     async for piece in gen.pieces():
         yield Completion(id=ident, created=created, model=request.model, choices=[CompletionChoice(text=piece)])

@@ -21,6 +21,7 @@ from stackkit.apis.inference import (
     EmbeddingResponse,
     ProviderModel,
 )
+from stackkit.core.streams import Stream
 from stackkit.errors import UpstreamError
 from stackkit.providers.utils.http_provider import HTTPProvider, HTTPProviderConfig
 
@@ -45,7 +46,7 @@ class OpenAICompatProvider(HTTPProvider):
 
     async def _stream(self, path: str, request: BaseModel, chunk_type: type[T]) -> AsyncIterator[T]:
         lines = await self._post_stream(path, request.model_dump_json(exclude_unset=True, by_alias=True).encode())
-        return self._chunks(lines, chunk_type)
+        return Stream(self._chunks(lines, chunk_type), lines.aclose)  # closes the upstream even if never read
 
     async def _chunks(self, lines: AsyncIterator[str], chunk_type: type[T]) -> AsyncIterator[T]:
         async for data in lines:

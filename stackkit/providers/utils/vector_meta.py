@@ -15,7 +15,8 @@ import orjson
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stores (
     id TEXT PRIMARY KEY, name TEXT, created_at INTEGER NOT NULL, metadata TEXT NOT NULL,
-    embedding_model TEXT NOT NULL, embedding_dimension INTEGER NOT NULL, expires_after TEXT, chunking TEXT
+    embedding_model TEXT NOT NULL, embedding_dimension INTEGER NOT NULL, expires_after TEXT, chunking TEXT,
+    last_active_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS store_files (
     store_id TEXT NOT NULL, file_id TEXT NOT NULL, filename TEXT, created_at INTEGER NOT NULL,
@@ -59,6 +60,8 @@ class VectorMeta:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        if "last_active_at" not in {row[1] for row in db.execute("PRAGMA table_info(stores)")}:
+            db.execute("ALTER TABLE stores ADD COLUMN last_active_at INTEGER")  # a store made before it existed
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return list(self.db.execute(sql, args).fetchall())
@@ -66,19 +69,30 @@ class VectorMeta:
     # ---- stores -------------------------------------------------------------------------------
 
     def insert_store(self, store: dict[str, Any]) -> None:
-        self.db.execute("INSERT INTO stores VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-            store["id"], store["name"], store["created_at"], _json(store["metadata"]), store["embedding_model"],
-            store["embedding_dimension"], _json(store.get("expires_after")), _json(store.get("chunking"))))
+        self.db.execute(
+            "INSERT INTO stores (id, name, created_at, metadata, embedding_model, embedding_dimension, expires_after, "
+            "chunking, last_active_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                store["id"], store["name"], store["created_at"], _json(store["metadata"]), store["embedding_model"],
+                store["embedding_dimension"], _json(store.get("expires_after")), _json(store.get("chunking")),
+                store["created_at"]))
         self.db.commit()
 
     def store(self, store_id: str) -> dict[str, Any] | None:
         rows = self._all("SELECT id, name, created_at, metadata, embedding_model, embedding_dimension, "
-                         "expires_after, chunking FROM stores WHERE id = ?", (store_id,))
+                         "expires_after, chunking, last_active_at FROM stores WHERE id = ?", (store_id,))
         if not rows:
             return None
         r = rows[0]
         return {"id": r[0], "name": r[1], "created_at": r[2], "metadata": _load(r[3]), "embedding_model": r[4],
-                "embedding_dimension": r[5], "expires_after": _load(r[6]), "chunking": _load(r[7])}
+                "embedding_dimension": r[5], "expires_after": _load(r[6]), "chunking": _load(r[7]),
+                "last_active_at": r[8] if r[8] is not None else r[2]}
+
+    def touch(self, store_id: str, now: int) -> None:
+        """Record activity (searches, writes); at most one write a minute per store."""
+        cursor = self.db.execute("UPDATE stores SET last_active_at = ? WHERE id = ? AND "
+                                 "(last_active_at IS NULL OR last_active_at < ?)", (now, store_id, now - 60))
+        if cursor.rowcount:
+            self.db.commit()
 
     def store_ids(self) -> list[str]:
         return [r[0] for r in self._all("SELECT id FROM stores ORDER BY created_at")]

@@ -158,10 +158,14 @@ class VectorStoreService:
         usage = await self._run(self.meta.usage, store["id"])
         counts = FileCounts(**{k: usage.get(k, 0) for k in ("in_progress", "completed", "failed", "cancelled")})
         counts.total = counts.in_progress + counts.completed + counts.failed + counts.cancelled
+        expires = store["expires_after"]
+        expires_at = store["last_active_at"] + expires["days"] * 86400 if expires else None
+        status = "expired" if expires_at is not None and expires_at <= time.time() else \
+            "in_progress" if counts.in_progress else "completed"
         return VectorStore(id=store["id"], created_at=store["created_at"], name=store["name"],
                            usage_bytes=usage["bytes"], file_counts=counts, metadata=store["metadata"],
-                           status="in_progress" if counts.in_progress else "completed",
-                           expires_after=store["expires_after"],
+                           status=status, last_active_at=store["last_active_at"], expires_at=expires_at,
+                           expires_after=expires,
                            embedding_model=store["embedding_model"],  # extras, as Llama Stack reports them
                            embedding_dimension=store["embedding_dimension"])
 
@@ -176,9 +180,10 @@ class VectorStoreService:
         except ValueError as exc:
             raise InvalidRequestError(str(exc), param="chunking_strategy") from None
         store_id = f"vs_{uuid.uuid4().hex}"
-        store = {"id": store_id, "name": request.name, "created_at": int(time.time()),
+        now = int(time.time())
+        store = {"id": store_id, "name": request.name, "created_at": now, "last_active_at": now,
                  "metadata": request.metadata, "embedding_model": model, "embedding_dimension": dimension,
-                 "expires_after": request.expires_after, "chunking": request.chunking_strategy}
+                 "expires_after": request.expires_after.model_dump() if request.expires_after else None, "chunking": request.chunking_strategy}
         await self._run(self._create_store, store)
         if request.file_ids:
             await self._attach_all(store_id, request.file_ids, {}, request.chunking_strategy, None)
@@ -295,7 +300,9 @@ class VectorStoreService:
         threshold = request.ranking_options.score_threshold if request.ranking_options else None
         hits = await self._search(store, query, request.max_num_results, request.search_mode, request.filters,
                                   threshold)
-        return SearchResultsPage(search_query=request.query, data=[
+        await self._run(self.meta.touch, store["id"], int(time.time()))
+        queries = [request.query] if isinstance(request.query, str) else list(request.query)
+        return SearchResultsPage(search_query=queries, data=[
             SearchResult(file_id=c["file_id"], filename=c["filename"], score=score, attributes=c["metadata"],
                          content=[SearchResultContent(text=c["content"])]) for score, c in hits])
 

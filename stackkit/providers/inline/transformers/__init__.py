@@ -188,6 +188,9 @@ class _TextStream:
     def completion_tokens(self) -> int:
         return len(self.tokens)
 
+    async def close(self) -> None:
+        self.generation.cancelled = True
+
     async def text(self) -> str:
         """The whole output; without stop strings it is decoded once, at the end."""
         if self.stops:
