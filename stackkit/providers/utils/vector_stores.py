@@ -183,7 +183,8 @@ class VectorStoreService:
         now = int(time.time())
         store = {"id": store_id, "name": request.name, "created_at": now, "last_active_at": now,
                  "metadata": request.metadata, "embedding_model": model, "embedding_dimension": dimension,
-                 "expires_after": request.expires_after.model_dump() if request.expires_after else None, "chunking": request.chunking_strategy}
+                 "expires_after": request.expires_after.model_dump() if request.expires_after else None,
+                 "chunking": request.chunking_strategy}
         await self._run(self._create_store, store)
         if request.file_ids:
             await self._attach_all(store_id, request.file_ids, {}, request.chunking_strategy, None)
