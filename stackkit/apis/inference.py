@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from stackkit.apis.datatypes import route
 
@@ -44,7 +44,30 @@ class RefusalPart(_Open):
     refusal: str
 
 
-ContentPart = Annotated[TextPart | ImagePart | RefusalPart, Field(discriminator="type")]
+class FileData(_Open):
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Open):
+    """A file (PDF and others) given inline or by id, passed on to providers that read files."""
+
+    type: Literal["file"] = "file"
+    file: FileData
+
+
+class InputAudio(_Open):
+    data: str
+    format: str
+
+
+class AudioPart(_Open):
+    type: Literal["input_audio"] = "input_audio"
+    input_audio: InputAudio
+
+
+ContentPart = Annotated[TextPart | ImagePart | RefusalPart | FilePart | AudioPart, Field(discriminator="type")]
 Content = str | list[ContentPart]
 
 
@@ -248,19 +271,28 @@ class ChatCompletion(_Open):
     system_fingerprint: str | None = None
 
 
-class ToolCallDeltaFunction(_Open):
+class _Delta(_Open):
+    """Stream deltas leave out what they do not carry, as OpenAI's do: a client that merges deltas
+    (the openai SDK's stream helper) must not see ``"type": null`` overwrite a tool call's type."""
+
+    @model_serializer(mode="wrap")
+    def _omit_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ToolCallDeltaFunction(_Delta):
     name: str | None = None
     arguments: str | None = None
 
 
-class ToolCallDelta(_Open):
+class ToolCallDelta(_Delta):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
     function: ToolCallDeltaFunction | None = None
 
 
-class ChoiceDelta(_Open):
+class ChoiceDelta(_Delta):
     role: Literal["assistant"] | None = None
     content: str | None = None
     refusal: str | None = None
@@ -282,6 +314,14 @@ class ChatCompletionChunk(_Open):
     choices: list[ChatCompletionChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_null_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in ("usage", "system_fingerprint"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
 
 
 # ---- completions ----------------------------------------------------------------------------
