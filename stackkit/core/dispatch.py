@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 from stackkit.apis.datatypes import Route
 from stackkit.errors import InvalidRequestError
 
-
 _UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
 _UNION_PREFIXES = ("function-", "list[", "dict[", "tagged-union", "literal[")
 

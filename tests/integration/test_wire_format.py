@@ -18,7 +18,7 @@ from stackkit.testing.live_server import LiveServer
 from tests.echo_upstream import EchoUpstream
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "weather in a city",
+WEATHER: Any = [{"type": "function", "function": {"name": "get_weather", "description": "weather in a city",
                                              "parameters": CITY}}]
 
 
@@ -42,7 +42,9 @@ def test_sdk_stream_helper_assembles_a_streamed_tool_call(server: str) -> None:
             model="fast", messages=[{"role": "user", "content": "weather in Paris?"}], tools=WEATHER) as stream:
         events = [e.type for e in stream]
         final = stream.get_final_completion()
-    call = final.choices[0].message.tool_calls[0]
+    calls = final.choices[0].message.tool_calls
+    assert calls is not None
+    call = calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
     assert final.choices[0].finish_reason == "tool_calls" and final.model == "fast"
     assert "tool_calls.function.arguments.done" in events
@@ -79,7 +81,7 @@ def test_a_bad_content_part_names_the_field(server: str) -> None:
     with openai.OpenAI(base_url=server, api_key="none", max_retries=0) as sdk, \
             pytest.raises(openai.BadRequestError) as err:
         sdk.chat.completions.create(model="fast", messages=[
-            {"role": "user", "content": [{"type": "text"}]}])  # type: ignore[list-item, typeddict-item]
+            {"role": "user", "content": [{"type": "text"}]}])  # type: ignore[misc, list-item, typeddict-item]
     assert err.value.param == "messages.0.content.0.text"
 
 
