@@ -1,18 +1,24 @@
-"""inline::faiss — vector stores on FAISS (exact inner-product search on normalized vectors).
+"""inline::faiss — vector stores on FAISS (exact inner product on normalized vectors, or HNSW).
 
-Persistence is incremental: each store's vectors go to an append-only log (`<store>.f32`: float32
-rows, and `<store>.ids`: their int64 ids, in the same order), fsynced before the chunks that own them
-are committed in sqlite, so an insert or delete never rewrites the index. Reopening reads the log
-and keeps the ids whose chunks exist (a crash can leave orphan vectors; they are dropped here).
-Deleted vectors stay in the log until more than half of it is dead, then it is compacted.
+Persistence is one append-only log per store (`<store>.vlog`): fixed-size records of an int64 chunk
+row id followed by its float32 vector, so an id can never be paired with another record's vector.
+A record is fsynced before the sqlite transaction that commits its chunk, so every committed chunk's
+vector is durable. Opening a store recovers the longest consistent state from whatever a crash left:
+
+* a torn tail (a size that is not a whole number of records) is cut off;
+* records whose chunk never committed (a crash between the append and the commit) are dropped;
+* when an id appears twice (sqlite can hand out a rolled-back id again), the later record wins.
+
+Then, if anything was dropped, the log is compacted: written whole to a temporary file, fsynced,
+renamed over the log in one step and the directory fsynced, so a crash mid-compaction leaves either
+the old log or the new one. Deleted vectors stay in the log until more than half of it is dead.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -26,20 +32,38 @@ class FaissConfig(VectorStoreConfigBase):
     storage_dir: str = Field(description="where the sqlite metadata and the vector logs live")
     omp_threads: int = Field(default=1, ge=1, description="FAISS threads per search (one query per search "
                                                             "here: more threads contend and slow it down)")
+    index: Literal["flat", "hnsw"] = Field(default="flat", description="flat: exact search; hnsw: approximate, "
+                                           "much faster on large stores (recall measured in bench/)")
+    hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW links per vector")
+    hnsw_ef_search: int = Field(default=128, ge=8, description="HNSW candidates per search (recall vs speed)")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
         return {"storage_dir": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/faiss"}
 
 
+def record_dtype(dim: int) -> np.dtype[Any]:
+    return np.dtype([("id", "<i8"), ("vec", "<f4", (dim,))])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FaissIndex:
-    def __init__(self, root: Path, db: Any, omp_threads: int = 1) -> None:
+    """The VectorIndex of inline::faiss: one FAISS index and one record log per store."""
+
+    def __init__(self, root: Path, db: Any, config: FaissConfig) -> None:
         try:
             import faiss
         except ImportError as exc:
             raise MissingPackageError("faiss-cpu", "faiss") from exc
         self.faiss = faiss
-        self.omp_threads = omp_threads
+        self.config = config
         self.root = root
         self.db = db
         self.indexes: dict[str, Any] = {}
@@ -48,76 +72,127 @@ class FaissIndex:
         for store_id, dim in db.execute("SELECT id, embedding_dimension FROM stores").fetchall():
             self._load(store_id, int(dim))
 
-    def _files(self, store_id: str) -> tuple[Path, Path]:
-        return self.root / f"{store_id}.ids", self.root / f"{store_id}.f32"
+    def _log(self, store_id: str) -> Path:
+        return self.root / f"{store_id}.vlog"
+
+    def _new_index(self, dim: int) -> Any:
+        if self.config.index == "hnsw":
+            inner = self.faiss.IndexHNSWFlat(dim, self.config.hnsw_m, self.faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efSearch = self.config.hnsw_ef_search
+            return self.faiss.IndexIDMap2(inner)
+        return self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dim))
+
+    def _read_log(self, store_id: str, dim: int) -> tuple[np.ndarray, bool]:
+        """The log's whole records (memory-mapped), and whether a torn tail was cut off."""
+        path = self._log(store_id)
+        dtype = record_dtype(dim)
+        size = path.stat().st_size if path.exists() else 0
+        whole = size // dtype.itemsize
+        if whole == 0:
+            return np.empty(0, dtype), size > 0
+        return np.memmap(path, dtype=dtype, mode="r", shape=(whole,)), size != whole * dtype.itemsize
+
+    def _upgrade(self, store_id: str, dim: int) -> None:
+        """Stores written by stackkit 0.1's two parallel logs (`.ids`, `.f32`) become one record log."""
+        ids_path, vec_path = self.root / f"{store_id}.ids", self.root / f"{store_id}.f32"
+        if self._log(store_id).exists() or not ids_path.exists():
+            return
+        ids = np.fromfile(ids_path, dtype="<i8")
+        vectors = np.fromfile(vec_path, dtype="<f4") if vec_path.exists() else np.empty(0, "<f4")
+        n = min(len(ids), len(vectors) // dim)
+        rows = np.empty(n, record_dtype(dim))
+        rows["id"], rows["vec"] = ids[:n], vectors[: n * dim].reshape(n, dim)
+        tmp = self._log(store_id).with_suffix(".vlog.tmp")
+        tmp.write_bytes(rows.tobytes())
+        tmp.replace(self._log(store_id))
+        _fsync_dir(self.root)
+        ids_path.unlink()
+        vec_path.unlink(missing_ok=True)
 
     def _load(self, store_id: str, dim: int) -> None:
-        index = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dim))
-        ids_path, vec_path = self._files(store_id)
-        ids = np.fromfile(ids_path, dtype="<i8") if ids_path.exists() else np.empty(0, "<i8")
-        # mapped, not read: FAISS copies the rows into its own storage, so one allocation instead of two
-        has_rows = vec_path.exists() and vec_path.stat().st_size > 0
-        vectors: np.ndarray = np.memmap(vec_path, dtype="<f4", mode="r") if has_rows else np.empty(0, "<f4")
-        n = min(len(ids), len(vectors) // dim)  # a crash between the two appends leaves a partial tail
-        ids, vectors = ids[:n], vectors[: n * dim].reshape(n, dim)
-        rows = self.db.execute("SELECT id FROM chunks WHERE store_id = ?", (store_id,))
-        live = np.fromiter((r[0] for r in rows), dtype=np.int64)
-        keep = np.isin(ids, live)
+        self._upgrade(store_id, dim)
+        records, torn = self._read_log(store_id, dim)
+        live = np.fromiter((r[0] for r in self.db.execute("SELECT id FROM chunks WHERE store_id = ?", (store_id,))),
+                           dtype=np.int64)
+        ids = records["id"]
+        # the last record of each id wins; then keep only ids whose chunk committed
+        _, last_from_end = np.unique(ids[::-1], return_index=True)
+        keep = np.zeros(len(ids), dtype=bool)
+        keep[len(ids) - 1 - last_from_end] = True
+        keep &= np.isin(ids, live)
+        index = self._new_index(dim)
         if keep.all():
-            index.add_with_ids(vectors, ids)
+            if len(ids):
+                index.add_with_ids(np.ascontiguousarray(records["vec"]), np.ascontiguousarray(ids))
         elif keep.any():
-            index.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
-        self.indexes[store_id], self.dims[store_id] = index, dim
-        self.dead[store_id] = int(n - keep.sum())
+            index.add_with_ids(np.ascontiguousarray(records["vec"][keep]), np.ascontiguousarray(ids[keep]))
+        self.indexes[store_id], self.dims[store_id], self.dead[store_id] = index, dim, 0
+        del records
+        if torn or not keep.all():
+            self._compact(store_id)  # what a crash left is gone before anything is appended
 
     def create(self, store_id: str, dimension: int) -> None:
-        self.indexes[store_id] = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dimension))
+        self.indexes[store_id] = self._new_index(dimension)
         self.dims[store_id], self.dead[store_id] = dimension, 0
-        for path in self._files(store_id):
-            path.touch()
+        self._log(store_id).touch()
 
     def drop(self, store_id: str) -> None:
         self.indexes.pop(store_id, None)
-        for path in self._files(store_id):
-            path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _append(path: Path, data: bytes, mode: str = "ab") -> None:
-        with open(path, mode) as log:
-            log.write(data)
-            log.flush()
-            os.fsync(log.fileno())
+        self._log(store_id).unlink(missing_ok=True)
 
     def add(self, store_id: str, ids: list[int], vectors: np.ndarray) -> None:
-        ids_path, vec_path = self._files(store_id)
-        rows = np.ascontiguousarray(vectors, dtype="<f4")
-        self._append(vec_path, rows.tobytes())
-        self._append(ids_path, np.asarray(ids, dtype="<i8").tobytes())
-        self.indexes[store_id].add_with_ids(rows, np.asarray(ids, dtype=np.int64))
+        rows = np.empty(len(ids), record_dtype(self.dims[store_id]))
+        rows["id"], rows["vec"] = ids, vectors
+        with open(self._log(store_id), "ab") as log:
+            log.write(rows.tobytes())
+            log.flush()
+            os.fsync(log.fileno())
+        self.indexes[store_id].add_with_ids(np.ascontiguousarray(rows["vec"]), np.asarray(ids, dtype=np.int64))
 
     def remove(self, store_id: str, ids: list[int]) -> None:
         if not ids or store_id not in self.indexes:
             return
         index = self.indexes[store_id]
+        if self.config.index == "hnsw":  # HNSW cannot delete: rebuild from the surviving records
+            self.dead[store_id] += len(ids)
+            self._rebuild_without(store_id, set(ids))
+            return
         index.remove_ids(np.asarray(ids, dtype=np.int64))
         self.dead[store_id] += len(ids)
         if self.dead[store_id] > max(1000, index.ntotal):
             self._compact(store_id)
 
+    def _rebuild_without(self, store_id: str, gone: set[int]) -> None:
+        old = self.indexes[store_id]
+        ids = self.faiss.vector_to_array(old.id_map).astype("<i8")
+        vectors = old.index.reconstruct_n(0, old.ntotal) if len(ids) else np.empty((0, self.dims[store_id]))
+        keep = ~np.isin(ids, np.fromiter(gone, dtype=np.int64))
+        index = self._new_index(self.dims[store_id])
+        if keep.any():
+            index.add_with_ids(np.ascontiguousarray(vectors[keep], dtype="<f4"), ids[keep])
+        self.indexes[store_id] = index
+        if self.dead[store_id] > max(1000, index.ntotal):
+            self._compact(store_id)
+
     def _compact(self, store_id: str) -> None:
-        index = self.indexes[store_id]
+        """Rewrite the log as exactly the index's records, atomically."""
+        index, dim = self.indexes[store_id], self.dims[store_id]
         ids = self.faiss.vector_to_array(index.id_map).astype("<i8")
-        vectors = index.index.reconstruct_n(0, index.ntotal) if len(ids) else np.empty((0, self.dims[store_id]))
-        ids_path, vec_path = self._files(store_id)
-        rows = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
-        for path, data in ((vec_path, rows), (ids_path, ids.tobytes())):
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            self._append(tmp, data, "wb")
-            tmp.replace(path)
+        rows = np.empty(len(ids), record_dtype(dim))
+        if len(ids):
+            rows["id"], rows["vec"] = ids, index.index.reconstruct_n(0, index.ntotal)
+        log = self._log(store_id)
+        tmp = log.with_suffix(".vlog.tmp")
+        with open(tmp, "wb") as out:
+            out.write(rows.tobytes())
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(log)
+        _fsync_dir(self.root)
         self.dead[store_id] = 0
 
     def search(self, store_id: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        self.faiss.omp_set_num_threads(self.omp_threads)  # per thread: searches run in worker threads
+        self.faiss.omp_set_num_threads(self.config.omp_threads)  # per thread: searches run in worker threads
         index = self.indexes[store_id]
         if index.ntotal == 0:
             return []
@@ -129,9 +204,10 @@ class FaissIndex:
 
 
 async def create(config: FaissConfig, deps: dict[Api, Any]) -> VectorStoreService:
+    import sqlite3
+
     root = Path(config.storage_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
-    service = VectorStoreService(config, db, lambda: FaissIndex(root, db, config.omp_threads), deps[Api.inference],
-                                 deps.get(Api.files))
-    return service
+    return VectorStoreService(config, db, lambda: FaissIndex(root, db, config), deps[Api.inference],
+                              deps.get(Api.files))
