@@ -258,7 +258,8 @@ def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path)
                     assert hit.data and hit.data[0].file_id == file_id
                 if status == "completed":  # and its vectors: each chunk's own text finds it, scoring 1.0
                     for part in sdk.vector_stores.files.content(file_id, vector_store_id=store.id).data:
-                        hit = sdk.vector_stores.search(store.id, query=part.text, extra_body={"search_mode": "vector"})
+                        hit = sdk.vector_stores.search(store.id, query=part.text or "",
+                                                       extra_body={"search_mode": "vector"})
                         assert hit.data[0].file_id == file_id and hit.data[0].score == pytest.approx(1.0, abs=1e-5)
             assert files[first.id] == "completed"
             wait_done(sdk, store.id, timeout=60)  # the interrupted files are ingested again
