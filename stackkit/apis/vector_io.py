@@ -112,6 +112,8 @@ class CreateVectorStoreRequest(_Open):
     embedding_model: str | None = None
     embedding_dimension: int | None = Field(default=None, ge=1, le=8192)
     provider_id: str | None = None
+    vector_store_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+                                        description="stackkit: create the store under this id (as run.yaml does)")
 
 
 class ListVectorStoresRequest(BaseModel):

@@ -454,24 +454,44 @@ class VectorIORouter:
         )
         return store
 
-    async def sync_stores(self) -> None:
-        """Learn the stores each provider already has (providers own their stores' data)."""
-        for provider_id, impl in self.table.providers.items():
-            after = None
-            while True:
-                page = await impl.list_vector_stores(ListVectorStoresRequest(limit=100, after=after, order="asc"))
-                for store in page.data:
-                    self.table.declare(VectorStoreResource(identifier=store.id, provider_id=provider_id,
-                                                           provider_resource_id=store.id))
-                if not page.has_more or not page.data:
-                    break
-                after = page.data[-1].id
+    async def _provider_stores(self, provider_id: str) -> list[VectorStore]:
+        """Every store a provider has (providers own their stores' data: they are the source of truth)."""
+        impl, stores, after = self.table.providers[provider_id], [], None
+        while True:
+            page = await impl.list_vector_stores(ListVectorStoresRequest(limit=100, after=after, order="asc"))
+            stores += page.data
+            if not page.has_more or not page.data:
+                return stores
+            after = page.data[-1].id
+
+    async def sync_stores(self, declared: list[VectorStoreResource]) -> None:
+        """Learn the stores each provider has; create the ones run.yaml declares that do not exist yet."""
+        known: dict[str, str] = {}
+        for provider_id in self.table.providers:
+            for store in await self._provider_stores(provider_id):
+                known[store.id] = provider_id
+        for resource in declared:
+            if resource.identifier not in known:
+                await self.table.providers[resource.provider_id].create_vector_store(CreateVectorStoreRequest(
+                    vector_store_id=resource.identifier, name=resource.identifier,
+                    embedding_model=resource.embedding_model, embedding_dimension=resource.embedding_dimension))
+                known[resource.identifier] = resource.provider_id
+            elif known[resource.identifier] != resource.provider_id:
+                raise ConflictError(f"Vector store '{resource.identifier}' is declared for provider "
+                                    f"'{resource.provider_id}' but exists in '{known[resource.identifier]}'; "
+                                    "fix provider_id in run.yaml.")
+        for stale in list(self.table.all()):
+            if stale.identifier not in known:  # its data is gone: forget it rather than 404 every listing
+                log.warning("forgetting vector store %r: provider %r no longer has it", stale.identifier,
+                            stale.provider_id)
+                await self.table.unregister(stale.identifier)
+        for store_id, provider_id in known.items():
+            if store_id not in {r.identifier for r in self.table.all()}:
+                self.table.declare(VectorStoreResource(identifier=store_id, provider_id=provider_id,
+                                                       provider_resource_id=store_id))
 
     async def list_vector_stores(self, request: ListVectorStoresRequest) -> VectorStoreList:
-        stores: list[VectorStore] = []
-        for resource in self.table.all():
-            impl = self.table.providers[resource.provider_id]
-            stores.append(await impl.get_vector_store(VectorStoreIdRequest(vector_store_id=resource.identifier)))
+        stores = [s for provider_id in self.table.providers for s in await self._provider_stores(provider_id)]
         stores.sort(key=lambda s: (s.created_at, s.id), reverse=request.order == "desc")
         ids = [s.id for s in stores]
         if request.after in ids:

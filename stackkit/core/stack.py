@@ -41,7 +41,7 @@ from stackkit.core.routing import (
     VectorIORouter,
 )
 from stackkit.core.storage import KVStore, open_kvstore
-from stackkit.errors import NotFoundError
+from stackkit.errors import NotFoundError, StackkitError
 
 log = logging.getLogger("stackkit")
 _SECRET_WORDS = ("key", "secret", "token", "password")
@@ -97,10 +97,14 @@ class Stack:
                 self.impls[api] = self._router(api, {})
         for table in self.tables.values():
             await table.load()
+        declared = await self._declare_resources()
         vector_io = self.impls.get(Api.vector_io)
         if isinstance(vector_io, VectorIORouter):
-            await vector_io.sync_stores()
-        await self._declare_resources()
+            stores = [r for api, r in declared if isinstance(r, VectorStoreResource)]
+            try:
+                await vector_io.sync_stores(stores)
+            except StackkitError as exc:
+                raise self.config.error(exc.message, "registered_resources", "vector_stores") from None
         self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
         if Api.safety in self.impls:
             self.impls[Api.shields] = ShieldsTable(self.tables[Api.safety])
@@ -127,7 +131,7 @@ class Stack:
             return SafetyRouter(table, self.config.safety.get("default_shield_id"))
         return VectorIORouter(table)
 
-    async def _declare_resources(self) -> None:
+    async def _declare_resources(self) -> list[tuple[Api, Resource]]:
         res = self.config.registered_resources
         declared: list[tuple[Api, Resource]] = []
         for i, m in enumerate(res.models):
@@ -158,6 +162,7 @@ class Stack:
                 raise self.config.error(
                     f"guardrails name unknown shield(s) {', '.join(unknown)} (known: {known}); declare them under "
                     "registered_resources.shields", "registered_resources", "models", i, "guardrails")
+        return declared
 
     def _provider_for(self, api: Api, provider_id: str | None, path: tuple[str | int, ...]) -> str:
         ids = [p.provider_id for p in self.providers if p.api is api]

@@ -53,7 +53,7 @@ from stackkit.apis.vector_io import (
     VectorStoreIdRequest,
     VectorStoreList,
 )
-from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
+from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, StackkitError
 from stackkit.providers.utils.filters import matches
 from stackkit.providers.utils.ingest import FileError, chunk_text, chunking_settings, extract_text
 from stackkit.providers.utils.vector_meta import VectorMeta
@@ -179,7 +179,9 @@ class VectorStoreService:
             chunking_settings(request.chunking_strategy)
         except ValueError as exc:
             raise InvalidRequestError(str(exc), param="chunking_strategy") from None
-        store_id = f"vs_{uuid.uuid4().hex}"
+        store_id = request.vector_store_id or f"vs_{uuid.uuid4().hex}"
+        if request.vector_store_id and await self._run(self.meta.store, store_id) is not None:
+            raise ConflictError(f"Vector store '{store_id}' already exists; pick another id or use it.")
         now = int(time.time())
         store = {"id": store_id, "name": request.name, "created_at": now, "last_active_at": now,
                  "metadata": request.metadata, "embedding_model": model, "embedding_dimension": dimension,
@@ -187,7 +189,11 @@ class VectorStoreService:
                  "chunking": request.chunking_strategy}
         await self._run(self._create_store, store)
         if request.file_ids:
-            await self._attach_all(store_id, request.file_ids, {}, request.chunking_strategy, None)
+            try:
+                await self._attach_all(store_id, request.file_ids, {}, request.chunking_strategy, None)
+            except BaseException:  # an unknown file id: no half-made store is left behind
+                await self._run(self._drop_store, store_id)
+                raise
         return await self._view(store)
 
     def _create_store(self, store: dict[str, Any]) -> None:
