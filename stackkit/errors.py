@@ -9,6 +9,7 @@ and the LibraryClient only ever see these types::
     │   ├── DependencyError            provider dependency cycle or missing dependency
     │   └── ProtocolComplianceError    a provider lacks methods of its API's Protocol
     ├── MissingPackageError            an optional package is not installed (names the pip extra)
+    ├── StateInUseError                another process serves the same state directory
     ├── InvalidRequestError            400 invalid_request_error (param names the field)
     ├── AuthenticationError            401 authentication_error
     ├── PermissionDeniedError          403 permission_error
@@ -95,6 +96,12 @@ class MissingPackageError(StackkitError):
         self.extra = extra
 
 
+class StateInUseError(StackkitError):
+    """Another stackkit process holds the state directory (one writer per directory)."""
+
+    error_type = "state_in_use"
+
+
 class InvalidRequestError(StackkitError):
     status_code = 400
     error_type = "invalid_request_error"
@@ -171,6 +178,7 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "StackkitError",
+    "StateInUseError",
     "UpstreamError",
     "UpstreamTimeoutError",
 ]

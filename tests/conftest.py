@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from stackkit.core.config import RunConfig, parse_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub; models are built or packaged
+# the suite never writes to the user's ~/.stackkit: every default state directory is under a temporary one
+os.environ["STACKKIT_HOME"] = tempfile.mkdtemp(prefix="stackkit-tests-")
 
 FAKE_STACK = """
 version: 2

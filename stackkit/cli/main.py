@@ -139,9 +139,9 @@ def ingest_files(
     from stackkit.cli.ingest import ingest
 
     if base_url is not None:
-        import openai
+        from stackkit.core.http_client import RemoteClient
 
-        with openai.OpenAI(base_url=base_url, api_key="none") as remote:
+        with RemoteClient(base_url) as remote:
             failed = ingest(remote, store, files, err_console)
     else:
         from stackkit.core.library_client import LibraryClient

@@ -12,6 +12,7 @@ distributions turn providers on by environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -249,6 +250,10 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
             line=lines.get(unset.path),
             field=_dotted(unset.path),
         ) from None
+    if not data.get("distro_name") and source != "<string>":
+        # a run.yaml without a name keeps its state apart from every other such file
+        resolved = str(Path(source).resolve())
+        data["distro_name"] = f"{Path(source).stem}-{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
     config = validate_config(data, source=source, lines=lines)
     config.disabled_hints = _disabled_hints(raw, os.environ if env is None else env)
     return config

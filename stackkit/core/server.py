@@ -285,6 +285,8 @@ async def serve_async(config: RunConfig, host: str | None = None, port: int | No
                                    server_header=False)
         server = uvicorn.Server(uv_config)
         stack.start()
+        if stack.state_lock is not None:
+            stack.state_lock.announce(f"http://{host}:{port}/v1")
         print(_banner(stack, host, port), file=sys.stderr, flush=True)
         # uvicorn handles SIGINT/SIGTERM gracefully, then re-raises the signal with the previous handler:
         # make that handler a no-op so the providers below are shut down and the exit is clean.

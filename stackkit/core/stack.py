@@ -40,7 +40,7 @@ from stackkit.core.routing import (
     ShieldsTable,
     VectorIORouter,
 )
-from stackkit.core.storage import KVStore, open_kvstore
+from stackkit.core.storage import KVStore, StateLock, open_kvstore, state_lock
 from stackkit.errors import NotFoundError, StackkitError
 
 log = logging.getLogger("stackkit")
@@ -63,6 +63,7 @@ class Stack:
         self.impls: dict[Api, Any] = {}
         self.tables: dict[Api, ResourceTable] = {}
         self._refresh_task: asyncio.Task[None] | None = None
+        self.state_lock: StateLock | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -70,7 +71,16 @@ class Stack:
         if not isinstance(config, RunConfig):
             config = load_config(config)
         ordered = plan(config)  # validates everything before anything is created
-        stack = cls(config, open_kvstore(config))
+        lock = state_lock(config)
+        if lock is not None:
+            lock.acquire()
+        try:
+            stack = cls(config, open_kvstore(config))
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        stack.state_lock = lock
         try:
             await stack._build(ordered)
         except BaseException:
@@ -218,6 +228,8 @@ class Stack:
                 except Exception as exc:  # noqa: BLE001 - shut the rest down regardless
                     log.warning("%s failed to shut down: %s", p.label, exc)
         await self.kvstore.close()
+        if self.state_lock is not None:
+            self.state_lock.release()
 
 
 def redact(config: BaseModel) -> dict[str, Any]:

@@ -5,11 +5,15 @@ sqlite work runs in a worker thread (core/sqlite.py) so the event loop never blo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
 
 from stackkit.core.config import RunConfig, StorageBackend, default_state_dir
 from stackkit.core.sqlite import SqliteDB
+from stackkit.errors import StateInUseError
 
 
 @runtime_checkable
@@ -73,6 +77,69 @@ class SqliteKVStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+
+class StateLock:
+    """One writer per state directory: an exclusive lock on ``<dir>/stackkit.lock`` for the process's
+    lifetime (released by the OS if the process dies), recording who holds it and where it serves."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "stackkit.lock"
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            handle.close()
+            raise StateInUseError(
+                f"The state directory {self.path.parent} is in use by another stackkit process ({holder}). "
+                "Talk to it instead of opening the same state twice (e.g. `stackkit ingest --base-url "
+                f"{_url_hint(holder)} ...`, or OpenAI(base_url=...)), or stop it first.") from None
+        self._file = handle
+        self.announce(None)
+
+    def announce(self, url: str | None) -> None:
+        """Record this process (and the URL it serves at) for the error a second process gets."""
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(orjson.dumps({"pid": os.getpid(), "url": url}).decode())
+            self._file.flush()
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _holder(text: str) -> str:
+    try:
+        info = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return "unknown pid"
+    url = info.get("url")
+    return f"pid {info.get('pid')}" + (f", serving {url}" if url else ", in-process")
+
+
+def _url_hint(holder: str) -> str:
+    return holder.split("serving ", 1)[1] if "serving " in holder else "http://127.0.0.1:8321/v1"
+
+
+def state_lock(config: RunConfig) -> StateLock | None:
+    """The lock of the directory holding the stack's sqlite registry (none for an in-memory registry)."""
+    backend_name = config.storage.stores.get("registry")
+    backend = config.storage.backends.get(backend_name) if backend_name else StorageBackend(type="sqlite")
+    if backend is None or backend.type != "sqlite":
+        return None
+    path = Path(backend.db_path).expanduser() if backend.db_path else default_state_dir(config.distro_name) / "x"
+    return StateLock(path.parent)
 
 
 def open_kvstore(config: RunConfig, store: str = "registry") -> KVStore:

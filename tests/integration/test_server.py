@@ -282,7 +282,7 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL")}
-    env.update(STACKKIT_STATE_DIR=str(tmp_path), HF_HUB_OFFLINE="1")
+    env.update(STACKKIT_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", "starter", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -39,7 +39,7 @@ class FaissConfig(VectorStoreConfigBase):
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {"storage_dir": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/faiss"}
+        return {"storage_dir": "${env.STACKKIT_HOME:=~/.stackkit}/starter/faiss"}
 
 
 def record_dtype(dim: int) -> np.dtype[Any]:

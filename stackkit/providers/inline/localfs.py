@@ -29,7 +29,7 @@ class LocalFSConfig(ProviderConfigBase):
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {"storage_dir": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/files"}
+        return {"storage_dir": "${env.STACKKIT_HOME:=~/.stackkit}/starter/files"}
 
 
 _FILE_ID = re.compile(r"file-[0-9a-f]{32}")

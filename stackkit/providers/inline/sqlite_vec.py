@@ -27,7 +27,7 @@ class SqliteVecConfig(VectorStoreConfigBase):
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {"db_path": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/sqlite_vec.db"}
+        return {"db_path": "${env.STACKKIT_HOME:=~/.stackkit}/starter/sqlite_vec.db"}
 
 
 def connect(path: Path) -> Any:

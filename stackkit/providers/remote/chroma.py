@@ -26,7 +26,7 @@ class ChromaConfig(VectorStoreConfigBase):
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
         return {"url": "${env.CHROMA_URL:=http://127.0.0.1:8000}",
-                "storage_dir": "${env.STACKKIT_STATE_DIR:=~/.stackkit/starter}/chroma"}
+                "storage_dir": "${env.STACKKIT_HOME:=~/.stackkit}/starter/chroma"}
 
 
 class ChromaIndex:
