@@ -170,15 +170,15 @@ def config_validate(path: Annotated[Path, typer.Argument(help="a run.yaml")]) ->
 def config_show(distro_or_file: Annotated[str, typer.Argument(help="a distribution name or a run.yaml path")]) -> None:
     """Print a distribution's config as it resolves now (env substituted, disabled providers dropped)."""
     from stackkit.core.config import load_config
+    from stackkit.core.redact import redact_config
     from stackkit.core.resolver import plan
-    from stackkit.core.stack import redact
 
     config = load_config(distro_or_file)
     data = config.model_dump(mode="json", exclude_defaults=True)
     data["providers"] = {}
     for p in plan(config):
         data["providers"].setdefault(p.api.value, []).append(
-            {"provider_id": p.provider_id, "provider_type": p.spec.provider_type, "config": redact(p.config)}
+            {"provider_id": p.provider_id, "provider_type": p.spec.provider_type, "config": redact_config(p.config)}
         )
     print(yaml.safe_dump(data, sort_keys=False), end="")
 

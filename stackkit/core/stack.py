@@ -8,8 +8,6 @@ import logging
 import os
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
-
 from stackkit.apis.datatypes import (
     ROUTED_APIS,
     Api,
@@ -31,6 +29,7 @@ from stackkit.apis.inspect import (
 from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
+from stackkit.core.redact import redact_config
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
 from stackkit.core.routing import (
     InferenceRouter,
@@ -44,7 +43,6 @@ from stackkit.core.storage import KVStore, StateLock, open_kvstore, state_lock
 from stackkit.errors import NotFoundError, StackkitError
 
 log = logging.getLogger("stackkit")
-_SECRET_WORDS = ("key", "secret", "token", "password")
 
 
 def version() -> str:
@@ -232,19 +230,6 @@ class Stack:
             self.state_lock.release()
 
 
-def redact(config: BaseModel) -> dict[str, Any]:
-    """A provider config as a dict with secrets replaced by ``********``."""
-    out: dict[str, Any] = {}
-    for name, value in config:
-        if isinstance(value, SecretStr) or (any(w in name.lower() for w in _SECRET_WORDS) and value):
-            out[name] = "********"
-        elif isinstance(value, BaseModel):
-            out[name] = redact(value)
-        else:
-            out[name] = value
-    return out
-
-
 class StackInspector:
     """The Inspect API over a Stack."""
 
@@ -285,6 +270,6 @@ class StackInspector:
                 health = {"status": "Error", "message": str(exc) or type(exc).__name__}
         return ProviderInfo(
             api=p.api.value, provider_id=p.provider_id, provider_type=p.spec.provider_type,
-            config=redact(p.config), health=health,
+            config=redact_config(p.config), health=health,
         )
 

@@ -21,6 +21,7 @@ import pytest
 
 from stackkit.apis.datatypes import Api
 from stackkit.core.config import parse_config
+from stackkit.errors import ConfigError
 from stackkit.testing.live_server import LiveServer
 from tests.conftest import fake_stack_config
 
@@ -150,13 +151,13 @@ def test_openapi_and_docs(server: LiveServer) -> None:
 # ---- remote::openai against a real OpenAI-compatible server ----------------------------------
 
 
-def gateway_config(tmp_path: Path, base_url: str, timeout_s: float = 30.0):
+def gateway_config(tmp_path: Path, base_url: str, timeout_s: float = 30.0, api_key: str = "sk-secret-key"):
     return parse_config(textwrap.dedent(f"""
         providers:
           inference:
             - provider_id: up
               provider_type: remote::openai
-              config: {{base_url: "{base_url}", api_key: sk-secret-key, timeout_s: {timeout_s}}}
+              config: {{base_url: "{base_url}", api_key: "{api_key}", timeout_s: {timeout_s}}}
         storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
         registered_resources:
           models:
@@ -317,3 +318,21 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
         assert f"set {var} to enable" in err
     assert proc.returncode == 0, err
+
+
+def test_url_credentials_never_reach_errors_or_the_provider_listing(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://admin:s3cr3t@127.0.0.1:{s.getsockname()[1]}/v1"
+    with pytest.raises(ConfigError, match="base_url carries credentials and an API key is set"):
+        LiveServer(gateway_config(tmp_path, dead)).__enter__()
+    with LiveServer(gateway_config(tmp_path, dead, api_key="")) as gateway:
+        r = httpx.post(f"{gateway.base_url}/chat/completions", json={**CHAT, "model": "chat"})
+        assert r.status_code == 502 and "cannot connect to http://********@127.0.0.1" in r.json()["error"]["message"]
+        listing = httpx.get(f"{gateway.base_url}/providers").text
+        for text in (r.text, listing):
+            assert "s3cr3t" not in text and "admin" not in text
+        config = httpx.get(f"{gateway.base_url}/providers").json()["data"][0]["config"]
+        assert config["timeout_s"] > 0 and config["max_connections"] == 256  # what is not secret is shown

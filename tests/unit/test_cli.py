@@ -93,3 +93,35 @@ storage: {{backends: {{kv: {{type: sqlite, db_path: '{tmp_path}/kv.db'}}}}, stor
     assert result.exit_code == 1, result.output
     assert "indexing" in result.output and "1 indexed, 1 failed" in result.output
     assert "the PDF could not be read" in result.output
+
+
+def test_config_show_masks_url_credentials_and_nothing_that_is_not_secret(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://alice:hunter2@proxy.example/v1")
+    monkeypatch.setenv("TRANSFORMERS_MODEL", "/models/tiny")
+    result = runner.invoke(app, ["config", "show", "starter"], terminal_width=300)
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output and "alice" not in result.output
+    assert "https://********@proxy.example/v1" in result.output
+    assert "max_batch_size: 8" in result.output or "max_batch_size" not in result.output
+    assert "'********'" in result.output
+
+
+def test_redaction_is_by_word_not_substring() -> None:
+    from pydantic import BaseModel, SecretStr
+
+    from stackkit.core.redact import redact_config
+
+    class Config(BaseModel):
+        max_tokens: int = 512
+        default_max_tokens: int = 64
+        tokenizer: str = "bpe"
+        api_key: SecretStr | None = SecretStr("sk-1")
+        auth_token: str = "t-1"
+        headers: dict[str, str] = {"Authorization": "Bearer x", "X-Trace": "on"}
+        base_url: str = "http://u:p@host:1/v1"
+
+    shown = redact_config(Config())
+    assert shown == {"max_tokens": 512, "default_max_tokens": 64, "tokenizer": "bpe", "api_key": "********",
+                     "auth_token": "********", "headers": {"Authorization": "********", "X-Trace": "on"},
+                     "base_url": "http://********@host:1/v1"}

@@ -9,9 +9,11 @@ config, or the environment, in that order. Upstream failures become stackkit err
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import aiohttp
 import httpx
@@ -20,10 +22,12 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import Field, SecretStr
 
 from stackkit.apis.datatypes import ProviderConfigBase
+from stackkit.core.redact import redact_url
 from stackkit.core.request_context import provider_data
 from stackkit.core.streams import Stream
 from stackkit.errors import (
     AuthenticationError,
+    ConfigError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -46,6 +50,15 @@ class HTTPProviderConfig(ProviderConfigBase):
     allowed_models: list[str] | None = Field(default=None, description="expose only these upstream models")
 
 
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its user:password, and those as a Basic Authorization header value."""
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, None
+    token = base64.b64encode(unquote(parsed.userinfo.decode()).encode()).decode()
+    return str(parsed.copy_with(username=None, password=None)), f"Basic {token}"
+
+
 class HTTPProvider:
     """Transport, auth and error translation for one upstream service."""
 
@@ -58,11 +71,16 @@ class HTTPProvider:
         key = config.api_key.get_secret_value() if config.api_key is not None else ""
         if not key and self.api_key_env:
             key = os.environ.get(self.api_key_env, "")
-        headers = {"user-agent": "stackkit", **(self._auth_headers(key) if key else {})}
+        base_url, basic = _split_credentials(config.base_url)
+        if basic and key:
+            raise ConfigError(f"{self.label}: base_url carries credentials and an API key is set; both would be "
+                              "the Authorization header. Keep one of them.", field="base_url")
+        headers = {"user-agent": "stackkit", **(self._auth_headers(key) if key else {}),
+                   **({"authorization": basic} if basic else {})}
         limits = httpx.Limits(max_connections=config.max_connections,
                               max_keepalive_connections=config.max_connections)
         self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/") + "/",
+            base_url=base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
             transport=AiohttpTransport(limits=limits),
@@ -112,15 +130,15 @@ class HTTPProvider:
     # ---- transport ----------------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> StackkitError:
-        url = self.config.base_url
+        url = redact_url(self.config.base_url)
         # the aiohttp transport reports a refused connection as ConnectTimeout: look at the cause
         if isinstance(exc, httpx.ConnectError) or isinstance(exc.__cause__, aiohttp.ClientConnectorError):
-            return UpstreamError(f"{self.label}: cannot connect to {url} ({exc or 'connection refused'}); "
+            return UpstreamError(f"{self.label}: cannot connect to {url} ({redact_url(str(exc)) or 'refused'}); "
                                  "is the server running, and is base_url right?")
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeoutError(f"{self.label}: the upstream at {url} did not answer in time "
                                         f"({type(exc).__name__}); raise timeout_s or check the server.")
-        return UpstreamError(f"{self.label}: request to {url} failed: {type(exc).__name__}: {exc}")
+        return UpstreamError(f"{self.label}: request to {url} failed: {type(exc).__name__}: {redact_url(str(exc))}")
 
     def _status_error(self, status: int, body: bytes, headers: httpx.Headers | None = None) -> StackkitError:
         message, param = body.decode(errors="replace")[:500], None
@@ -132,7 +150,7 @@ class HTTPProvider:
                 message = err
         except (orjson.JSONDecodeError, AttributeError):
             pass
-        where = f"{self.label} (upstream {self.config.base_url})"
+        where = f"{self.label} (upstream {redact_url(self.config.base_url)})"
         if status == 401:
             fix = f"Set {self.api_key_env} or" if self.api_key_env else "Set"
             return AuthenticationError(f"{where} rejected the API key: {message}. {fix} api_key in the "
