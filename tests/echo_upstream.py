@@ -55,6 +55,11 @@ def _stream_events(body: dict[str, Any], text: str) -> list[dict[str, Any]]:
     return events
 
 
+async def messages(request: Request) -> Response:
+    """Anthropic's Messages endpoint answering with a body that is not a message (a proxy's error page)."""
+    return Response(b"<html>upstream proxy error</html>", media_type="text/html")
+
+
 async def moderations(request: Request) -> JSONResponse:
     SEEN_AUTH.append(request.headers.get("authorization", "<none>"))
     body = await request.json()
@@ -66,6 +71,12 @@ async def moderations(request: Request) -> JSONResponse:
 
 async def chat(request: Request) -> Response:
     body = await request.json()
+    if "bogus_field" in body:  # as OpenAI answers a field it does not know
+        return JSONResponse({"error": {"message": "upstream rejects 'bogus_field': Unrecognized request argument",
+                                       "type": "invalid_request_error", "param": "bogus_field", "code": None}},
+                            status_code=400)
+    if body.get("echo_garbage"):
+        return Response(b"<html>bad gateway page</html>", media_type="text/html")
     if body.get("stream"):
         text = body["messages"][-1]["content"] if body.get("echo_user") else \
             request.headers.get("authorization", "<none>")
@@ -83,7 +94,8 @@ async def models(request: Request) -> JSONResponse:
 class EchoUpstream:
     def __init__(self) -> None:
         app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
-                                Route("/v1/moderations", moderations, methods=["POST"])])
+                                Route("/v1/moderations", moderations, methods=["POST"]),
+                                Route("/v1/messages", messages, methods=["POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                                     lifespan="off"))
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from stackkit.apis.datatypes import route
 
@@ -383,6 +383,16 @@ class EmbeddingRequest(_Open):
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("input must not be an empty list")
+        if any(isinstance(i, str) and not i for i in items) or any(isinstance(i, list) and not i for i in items):
+            raise ValueError("input must not contain empty strings or empty token lists (as on OpenAI)")
+        return value
 
     def texts(self) -> list[str]:
         """The inputs as strings; token-id inputs need a provider that reads them."""

@@ -18,10 +18,15 @@ access_log = logging.getLogger("stackkit.access")
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, max_request_bytes: int, access_log: bool = True) -> None:
+    """Request ids, the body size limit (uploads get the files provider's own limit) and the access log."""
+
+    def __init__(self, app: ASGIApp, max_request_bytes: int, access_log: bool = True, upload_limit: int = 0,
+                 upload_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.access_log = access_log
+        self.upload_limit = max(upload_limit, max_request_bytes)
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,7 +43,7 @@ class GatewayMiddleware:
         if not request_id:
             request_id = os.urandom(12).hex().encode()
         status = 0
-        limit = self.max_request_bytes
+        limit = self.upload_limit if scope["path"] in self.upload_paths else self.max_request_bytes
 
         async def send_with_id(message: Message) -> None:
             nonlocal status

@@ -9,6 +9,7 @@ from the providers in the background.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -305,9 +306,27 @@ class InferenceRouter:
             self._floors, self._floors_version = floors, self.table.version
         return self._floors.get((resource.provider_id, resource.provider_resource_id), ())
 
-    def _shields(self, resource: Resource, request: ChatCompletionRequest | CompletionRequest
+    def _check_fields(self, impl: Any, resource: Resource,
+                      request: ChatCompletionRequest | CompletionRequest | EmbeddingRequest) -> None:
+        """A field nobody on the request's path honours is a 400, never silently dropped: typos of known
+        fields always; any unknown field unless the provider forwards extras to an upstream that judges them."""
+        extra = request.model_extra
+        if not extra:
+            return
+        for name in extra:
+            close = difflib.get_close_matches(name, type(request).model_fields, n=1, cutoff=0.85)
+            if close:
+                raise InvalidRequestError(f"Unrecognized parameter '{name}'; did you mean '{close[0]}'?", param=name)
+        if not getattr(impl, "forwards_unknown_fields", False):
+            name = next(iter(extra))
+            raise InvalidRequestError(
+                f"Unrecognized parameter '{name}': provider '{resource.provider_id}', which serves this model, does "
+                "not take it. Remove it, or send it to a provider that passes extra fields upstream.", param=name)
+
+    def _shields(self, impl: Any, resource: Resource, request: ChatCompletionRequest | CompletionRequest
                  ) -> tuple[list[str], Guardrails | None]:
         shields = requested_shields(self.floor(resource), request)
+        self._check_fields(impl, resource, request)
         if shields and self.guardrails is None:
             raise InvalidRequestError("guardrails need a safety provider; add one under providers.safety.",
                                       param="guardrails")
@@ -318,7 +337,7 @@ class InferenceRouter:
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         asked = request.model
         impl, resource, request = self._upstream(request, ModelType.llm)
-        shields, guard = self._shields(resource, request)
+        shields, guard = self._shields(impl, resource, request)
         if guard is not None and shields:
             request = await guard.check_chat_input(shields, request)
         result = await impl.chat_completion(request)
@@ -332,7 +351,7 @@ class InferenceRouter:
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         asked = request.model
         impl, resource, request = self._upstream(request, ModelType.llm)
-        shields, guard = self._shields(resource, request)
+        shields, guard = self._shields(impl, resource, request)
         if guard is not None and shields:
             request = await guard.check_completion_input(shields, request)
         result = await impl.completion(request)
@@ -345,7 +364,8 @@ class InferenceRouter:
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         asked = request.model
-        impl, _, request = self._upstream(request, ModelType.embedding)
+        impl, resource, request = self._upstream(request, ModelType.embedding)
+        self._check_fields(impl, resource, request)
         response: EmbeddingResponse = await impl.embeddings(request)
         response.model = asked
         return response

@@ -118,6 +118,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 async def _read_multipart(route: Route, http: Request) -> BaseModel:
     try:
         form = await http.form()
+    except StackkitError:
+        raise  # the body is over the size limit: a 413
     except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
         raise InvalidRequestError(f"Could not read the multipart form: {exc}. Send multipart/form-data with a "
                                   "`file` field.") from None
@@ -220,8 +222,12 @@ def create_app(stack: Stack) -> Starlette:
     http_routes += [HTTPRoute("/openapi.json", openapi, methods=["GET"]),
                     HTTPRoute("/docs", _docs_page, methods=["GET"])]
     server = stack.config.server
+    files = next((p for p in stack.providers if p.api is Api.files), None)
+    upload_limit = max(server.limits.max_request_bytes, int(getattr(files.config, "max_file_bytes", 0)) + 2**20
+                       if files is not None else 0)
     middleware = [Middleware(GatewayMiddleware, max_request_bytes=server.limits.max_request_bytes,
-                             access_log=server.access_log)]
+                             access_log=server.access_log, upload_limit=upload_limit,
+                             upload_paths=frozenset(r.path for r in routes if r.body == "multipart"))]
     if server.cors is not None:
         from starlette.middleware.cors import CORSMiddleware
 

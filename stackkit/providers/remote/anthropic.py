@@ -47,7 +47,7 @@ from stackkit.apis.inference import (
     content_text,
 )
 from stackkit.core.streams import Stream
-from stackkit.errors import InvalidRequestError
+from stackkit.errors import InvalidRequestError, UpstreamError
 from stackkit.providers.utils.http_provider import HTTPProvider, HTTPProviderConfig
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -108,7 +108,28 @@ def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return out
 
 
+_NOT_ON_ANTHROPIC = ("logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "seed")
+
+
+def _check_supported(request: ChatCompletionRequest) -> None:
+    if request.n not in (None, 1):
+        raise InvalidRequestError("remote::anthropic returns one choice per request; set n=1.", param="n")
+    for name in _NOT_ON_ANTHROPIC:
+        if getattr(request, name) not in (None, False):
+            raise InvalidRequestError(f"Anthropic's Messages API has no '{name}'; remove it for this model.",
+                                      param=name)
+
+
+def _tool_arguments(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.function.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The arguments of tool call '{call.id}' are not valid JSON ({exc}); send them "
+                                  "as the model produced them.", param="messages") from None
+
+
 def to_messages_request(request: ChatCompletionRequest, config: AnthropicConfig) -> dict[str, Any]:
+    _check_supported(request)
     system: list[str] = []
     messages: list[dict[str, Any]] = []
     for m in request.messages:
@@ -120,8 +141,8 @@ def to_messages_request(request: ChatCompletionRequest, config: AnthropicConfig)
         elif isinstance(m, AssistantMessage):
             blocks = _blocks(m.content)
             for call in m.tool_calls or []:
-                arguments = json.loads(call.function.arguments or "{}")
-                blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
+                blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name,
+                               "input": _tool_arguments(call)})
             _append(messages, "assistant", blocks)
         else:
             _append(messages, "user", _blocks(m.content))
@@ -251,7 +272,12 @@ class AnthropicInference(HTTPProvider):
         self._check_model(request.model)
         body = orjson.dumps(to_messages_request(request, self.anthropic))
         if not request.stream:
-            return from_message(orjson.loads(await self._post("messages", body)))
+            raw = await self._post("messages", body)
+            try:
+                return from_message(orjson.loads(raw))
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise UpstreamError(f"remote::anthropic: the upstream's answer is not a Messages API message "
+                                    f"({type(exc).__name__}: {str(exc)[:200]}): {raw[:200]!r}") from None
         lines = await self._post_stream("messages", body)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         return Stream(self._events(lines, _StreamState(include_usage)), lines.aclose)

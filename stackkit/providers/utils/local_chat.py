@@ -23,6 +23,7 @@ from stackkit.apis.inference import (
     CompletionChoice,
     CompletionRequest,
     FunctionCall,
+    NamedToolChoice,
     ToolCall,
     ToolCallDelta,
     ToolCallDeltaFunction,
@@ -201,10 +202,23 @@ async def _completion_chunks(gen: TextGeneration, request: CompletionRequest) ->
 
 
 def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider: str) -> None:
+    """Reject what local generation does not do, instead of answering as if it had."""
     if getattr(request, "n", None) not in (None, 1):
         raise InvalidRequestError(f"{provider} generates one choice per request; set n=1.", param="n")
     if request.logprobs:
         raise InvalidRequestError(f"{provider} does not return logprobs.", param="logprobs")
+    for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
+        if getattr(request, name, None):
+            raise InvalidRequestError(f"{provider} does not apply {name}; remove it.", param=name)
+    if not isinstance(request, ChatCompletionRequest):
+        return
+    if request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice):
+        raise InvalidRequestError(f"{provider} cannot force a tool call (it does not constrain decoding); use "
+                                  "tool_choice 'auto' or a provider that can.", param="tool_choice")
+    if request.response_format is not None and request.response_format.type != "text":
+        raise InvalidRequestError(f"{provider} cannot guarantee {request.response_format.type} output (it does "
+                                  "not constrain decoding); ask for JSON in the prompt, or use a provider that "
+                                  "can.", param="response_format")
 
 
 def stops_of(stop: str | list[str] | None) -> list[str]:

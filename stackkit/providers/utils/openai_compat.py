@@ -33,6 +33,7 @@ class OpenAICompatConfig(HTTPProviderConfig):
 
 
 class OpenAICompatProvider(HTTPProvider):
+    forwards_unknown_fields = True  # the upstream takes its own extras (vLLM's top_k, ...) and 400s the rest
     def _parse(self, body: bytes, response_type: type[T]) -> T:
         try:
             return response_type.model_validate_json(body)

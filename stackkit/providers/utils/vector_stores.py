@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 import uuid
@@ -229,6 +230,15 @@ class VectorStoreService:
 
     async def insert_chunks(self, request: InsertChunksRequest) -> InsertChunksResponse:
         store = await self._store(request.vector_store_id)
+        for i, chunk in enumerate(request.chunks):
+            vector = chunk.embedding
+            if vector is not None and (len(vector) != store["embedding_dimension"]
+                                       or not all(math.isfinite(x) for x in vector)):
+                raise InvalidRequestError(
+                    f"chunks[{i}].embedding must have {store['embedding_dimension']} finite numbers (the store's "
+                    f"dimension); it has {len(vector)}" + ("" if all(math.isfinite(x) for x in vector)
+                                                           else ", some of them NaN or infinite") + ".",
+                    param=f"chunks.{i}.embedding")
         missing = [c.content for c in request.chunks if c.embedding is None]
         computed = iter(await self._embed(store["embedding_model"], missing)) if missing else iter(())
         vectors = np.asarray([c.embedding if c.embedding is not None else next(computed) for c in request.chunks],
