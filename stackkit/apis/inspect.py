@@ -10,7 +10,12 @@ from stackkit.apis.datatypes import EmptyRequest, route
 
 
 class HealthInfo(BaseModel):
+    """The server answers (``OK``); `loading` names the providers whose models are still loading (their
+    requests wait), `failed` those whose models could not load (their requests are 503s)."""
+
     status: Literal["OK", "Error"] = "OK"
+    loading: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
 
 
 class VersionInfo(BaseModel):

@@ -378,6 +378,9 @@ class InferenceRouter:
         lister = getattr(impl, "list_provider_models", None)
         if lister is None:
             return
+        loading = getattr(impl, "loading", None)
+        if loading is not None:
+            await loading.wait()  # a model loading in the background is listed once it is in
         try:
             listed = await asyncio.wait_for(lister(), timeout)
         except Exception as exc:  # noqa: BLE001 - a provider's listing must never break the stack

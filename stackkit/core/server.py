@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -283,6 +285,7 @@ async def serve_async(config: RunConfig, host: str | None = None, port: int | No
 
     host = host or config.server.host
     port = config.server.port if port is None else port
+    sock = _bind(host, port)  # before the stack: a taken port is one clear line, not a traceback
     stack = await Stack.create(config)
     try:
         app = create_app(stack)
@@ -298,10 +301,26 @@ async def serve_async(config: RunConfig, host: str | None = None, port: int | No
         # make that handler a no-op so the providers below are shut down and the exit is clean.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        await server.serve()
+        await server.serve(sockets=[sock])
         print("stackkit: shut down cleanly", file=sys.stderr, flush=True)
     finally:
         await stack.shutdown()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        taken = exc.errno == errno.EADDRINUSE
+        raise StackkitError(f"port {port} on {host} is already in use (another server?); pick another with --port"
+                            if taken else f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port"
+                            ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(distro_or_file: str, host: str | None = None, port: int | None = None) -> None:

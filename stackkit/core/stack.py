@@ -210,8 +210,9 @@ class Stack:
             await self._refresh_task
 
     async def wait_ready(self) -> None:
-        """Wait for the background start-up work: provider start hooks and model listing."""
-        await asyncio.gather(*(t for t in (self._refresh_task, *self._background) if t is not None))
+        """Wait for the background start-up work: models loading, provider start hooks, model listing."""
+        loads = [p.impl.loading.wait() for p in self.providers if getattr(p.impl, "loading", None) is not None]
+        await asyncio.gather(*loads, *(t for t in (self._refresh_task, *self._background) if t is not None))
 
     async def shutdown(self) -> None:
         pending = [t for t in (self._refresh_task, *self._background) if t is not None and not t.done()]
@@ -237,7 +238,16 @@ class StackInspector:
         self.stack = stack
 
     async def health(self, request: EmptyRequest) -> HealthInfo:
-        return HealthInfo(status="OK")
+        info = HealthInfo(status="OK")
+        for p in self.stack.providers:
+            loading = getattr(p.impl, "loading", None)
+            if loading is not None:
+                state = loading.status()["status"]
+                if state == "Loading":
+                    info.loading.append(p.provider_id)
+                elif state == "Error":
+                    info.failed.append(p.provider_id)
+        return info
 
     async def version(self, request: EmptyRequest) -> VersionInfo:
         return VersionInfo(version=version())

@@ -187,3 +187,44 @@ async def test_concurrent_embedding_requests_share_encode_calls(local: Any) -> N
                                      for i in range(32)))
     assert len(results) == 32
     assert st.encode_calls - before < 32 / 4
+
+
+async def test_a_stream_never_read_leaves_the_batch(local: Any) -> None:
+    engine = provider(local, "local").engine
+    closed = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=500, stream=True)
+    await closed.aclose()  # never iterated
+    dropped = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=500, stream=True)
+    del dropped  # never iterated, never closed
+    import gc
+
+    gc.collect()
+    for _ in range(300):
+        if not engine.active and engine.pending.empty():
+            break
+        await asyncio.sleep(0.01)
+    assert engine.active == [] and engine.pending.empty()
+
+
+async def test_one_thread_owns_the_tokenizer(local: Any) -> None:
+    """Fast tokenizers are not thread-safe ("Already borrowed"): every call must come from one thread."""
+    import threading
+
+    st = provider(local, "st")
+    model = await st.loading.get()
+    tokenizer = model.model.tokenizer
+    original = type(tokenizer)
+    threads: set[str] = set()
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return original.__call__(self, *args, **kwargs)
+
+    tokenizer.__class__ = type("Recording", (original,), {"__call__": record})
+    try:
+        texts = [("word " * (1 + (i * 37) % 200)).strip() for i in range(48)]
+        for _ in range(3):
+            out = await asyncio.gather(*(local.embeddings.create(model="minilm", input=[t, t[:5]]) for t in texts))
+            assert all(o.usage.prompt_tokens > 0 for o in out)
+    finally:
+        tokenizer.__class__ = original
+    assert len(threads) == 1 and next(iter(threads)).startswith("sentence-transformers"), threads

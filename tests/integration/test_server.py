@@ -127,7 +127,7 @@ def test_cors(http: httpx.Client) -> None:
 
 
 def test_inspect_endpoints(http: httpx.Client) -> None:
-    assert http.get("/health").json() == {"status": "OK"}
+    assert http.get("/health").json() == {"status": "OK", "loading": [], "failed": []}
     assert http.get("/version").json()["version"]
     routes = http.get("/inspect/routes").json()["data"]
     assert {"method": "POST", "path": "/v1/chat/completions", "api": "inference", "operation": "chat_completion",
@@ -297,8 +297,11 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             pytest.fail("stackkit run starter did not become healthy")
+        # healthy before the model is in: the model loads in the background and its requests wait for it
+        assert httpx.get(f"{base}/health").json()["loading"] == ["sentence-transformers"]
         with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
             out = sdk.embeddings.create(model="all-MiniLM-L6-v2", input=["hello", "world"])
+            assert httpx.get(f"{base}/health").json() == {"status": "OK", "loading": [], "failed": []}
             assert [len(d.embedding) for d in out.data] == [384, 384]
             assert "all-MiniLM-L6-v2" in [m.id for m in sdk.models.list().data]
             with pytest.raises(openai.NotFoundError, match="Known models: all-MiniLM-L6-v2"):
@@ -336,3 +339,28 @@ def test_url_credentials_never_reach_errors_or_the_provider_listing(tmp_path: Pa
             assert "s3cr3t" not in text and "admin" not in text
         config = httpx.get(f"{gateway.base_url}/providers").json()["data"][0]["config"]
         assert config["timeout_s"] > 0 and config["max_connections"] == 256  # what is not secret is shown
+
+
+def test_a_taken_port_is_one_line_naming_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "stackkit.cli.main", "run", "starter", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60, env={**os.environ,
+                                                                               "STACKKIT_HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: port {port} on 127.0.0.1 is already in use (another server?); pick " \
+                                  "another with --port"
+
+
+def test_a_start_up_error_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "run.yaml"
+    bad.write_text("providers:\n  inference:\n    - {provider_id: st, provider_type: inline::sentence-transformers,"
+                   " config: {model: /no/such/model}}\n")
+    done = subprocess.run([sys.executable, "-m", "stackkit.cli.main", "run", str(bad), "--port", "0"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STACKKIT_HOME": str(tmp_path)})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == ["error: inline::sentence-transformers: model directory "
+                                                "'/no/such/model' does not exist."]

