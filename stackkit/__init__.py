@@ -8,15 +8,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AsyncLibraryClient", "LibraryClient", "__version__"]
+__all__ = ["AsyncLibraryClient", "LibraryClient", "RemoteClient", "StackApp", "__version__"]
 
 if TYPE_CHECKING:
+    from stackkit.core.http_client import RemoteClient
     from stackkit.core.library_client import AsyncLibraryClient, LibraryClient
+    from stackkit.core.server import StackApp
+
+_LAZY = {"LibraryClient": "stackkit.core.library_client", "AsyncLibraryClient": "stackkit.core.library_client",
+         "RemoteClient": "stackkit.core.http_client", "StackApp": "stackkit.core.server"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("LibraryClient", "AsyncLibraryClient"):
-        from stackkit.core import library_client
+    if name in _LAZY:
+        import importlib
 
-        return getattr(library_client, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'stackkit' has no attribute {name!r}")

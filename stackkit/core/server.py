@@ -13,6 +13,7 @@ is OpenAI's ``{"error": {...}}`` body with the right status, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import errno
 import logging
@@ -42,7 +43,7 @@ from stackkit.core.openapi import openapi_spec
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
 from stackkit.core.stack import Stack, version
 from stackkit.core.streams import aclose
-from stackkit.errors import InvalidRequestError, StackkitError
+from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
 
 log = logging.getLogger("stackkit.server")
 _JSON = "application/json"
@@ -241,6 +242,61 @@ def create_app(stack: Stack) -> Starlette:
                     exception_handlers={StarletteHTTPException: _http_error})
     app.state.stack = stack
     return app
+
+
+class StackApp:
+    """A stackkit server as an ASGI app that builds its stack in a lifespan, so it runs under any ASGI
+    server or inside another application. In a FastAPI (or Starlette) app::
+
+        stack = StackApp("run.yaml")
+        app = FastAPI(lifespan=stack.lifespan)   # mounted apps get no lifespan of their own
+        app.mount("/ai", stack)                  # OpenAI-compatible at /ai/v1/...
+
+    Run alone (``uvicorn module:stack``) it handles its own lifespan events.
+    """
+
+    def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
+        self.config = config
+        self.stack: Stack | None = None
+        self._app: Starlette | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: object = None) -> AsyncIterator[None]:
+        self.stack = await Stack.create(self.config)
+        try:
+            self._app = create_app(self.stack)
+            self.stack.start()
+            yield
+        finally:
+            self._app = None
+            stack, self.stack = self.stack, None
+            await stack.shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
+        elif self._app is None:
+            error = ProviderUnavailableError("The stack is not started: run StackApp.lifespan in your app's "
+                                             "lifespan (FastAPI(lifespan=stack.lifespan)).")
+            await error_response(error)(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        manager = self.lifespan()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await manager.__aenter__()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await manager.__aexit__(None, None, None)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 _DOCS = """<!doctype html><html><head><title>stackkit API</title><meta charset="utf-8">

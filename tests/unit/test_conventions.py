@@ -49,9 +49,10 @@ def test_import_stackkit_is_light() -> None:
 
 
 def test_public_names_are_exported() -> None:
-    assert sorted(stackkit.__all__) == ["AsyncLibraryClient", "LibraryClient", "__version__"]
+    assert set(stackkit.__all__) == {*stackkit._LAZY, "__version__"}
     for name in stackkit.__all__:
         assert getattr(stackkit, name) is not None
+        assert name == "__version__" or getattr(stackkit, name).__doc__, f"{name} has no docstring"
     import stackkit.errors as errors
 
     exported = {n for n, v in vars(errors).items() if inspect.isclass(v) and issubclass(v, StackkitError)}
