@@ -26,7 +26,7 @@ def ingest(client: Any, store: str, paths: list[Path], console: Console, timeout
     Returns the number of files that failed."""
     for path in paths:
         if not path.is_file():
-            raise StackkitError(f"No such file: {path}")
+            raise StackkitError(f"No such file: {path}; check the path")
     store_id = _store_id(client, store)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

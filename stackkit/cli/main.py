@@ -42,7 +42,7 @@ def _parse_env(pairs: list[str]) -> None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise StackkitError(f"--env takes KEY=VALUE, got {pair!r}")
+            raise StackkitError(f"--env takes KEY=VALUE, got {pair!r}; write it as KEY=VALUE")
         os.environ[key] = value
 
 
@@ -67,7 +67,7 @@ def list_providers(api: Annotated[str | None, typer.Argument(help="only this API
 
     registry = provider_registry()
     if api is not None and api not in Api.__members__:
-        raise StackkitError(f"unknown API '{api}'; known: {', '.join(a.value for a in Api)}")
+        raise StackkitError(f"unknown API '{api}'; use one of: {', '.join(a.value for a in Api)}")
     table = Table("API", "Provider type", "Pip packages", "Depends on", "Description")
     for each in Api:
         if api is not None and each.value != api:

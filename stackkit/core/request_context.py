@@ -23,6 +23,6 @@ def parse_provider_data(raw: str | bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(
-            'The X-Stackkit-Provider-Data header must be a JSON object, e.g. {"openai_api_key": "sk-..."}.'
+            'The X-Stackkit-Provider-Data header must be a JSON object; send e.g. {"openai_api_key": "sk-..."}.'
         )
     return data

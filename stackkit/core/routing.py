@@ -101,7 +101,8 @@ class ResourceTable:
         if not self.providers:
             raise InvalidRequestError(f"No provider is configured that can serve {what}; add one to run.yaml.")
         raise InvalidRequestError(
-            f"provider_id is required when several providers are configured: {', '.join(self.providers)}",
+            f"provider_id is required when several providers are configured: set it to one of "
+            f"{', '.join(self.providers)}",
             param="provider_id",
         )
 
@@ -114,7 +115,7 @@ class ResourceTable:
         if resource.provider_id not in self.providers:
             raise NotFoundError(
                 f"Provider '{resource.provider_id}' is not configured for {self.kind}s. "
-                f"Configured: {', '.join(self.providers) or 'none'}.",
+                f"Configured: {', '.join(self.providers) or 'none'}; use one of those or add it to run.yaml.",
                 param="provider_id",
             )
         existing = self._registered.get(resource.identifier)
@@ -283,7 +284,7 @@ class InferenceRouter:
         if isinstance(resource, ModelResource) and resource.model_type is not want:
             raise InvalidRequestError(
                 f"Model '{model}' is a {resource.model_type.value} model; this endpoint needs a {want.value} "
-                f"model.",
+                f"model: pick one from GET /v1/models.",
                 param="model",
             )
         return impl, resource
@@ -462,7 +463,7 @@ class VectorIORouter:
         if provider_id not in self.table.providers:
             raise NotFoundError(
                 f"Provider '{provider_id}' is not configured for vector_io. "
-                f"Configured: {', '.join(self.table.providers)}.",
+                f"Configured: {', '.join(self.table.providers)}; use one of those.",
                 param="provider_id",
             )
         store: VectorStore = await self.table.providers[provider_id].create_vector_store(request)

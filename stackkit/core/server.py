@@ -137,7 +137,8 @@ async def _read_multipart(route: Route, http: Request) -> BaseModel:
                     data[key] = value
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise InvalidRequestError("Missing required parameter 'file' (a multipart file field).", param="file")
+            raise InvalidRequestError("Missing required parameter 'file'; send the file as a multipart "
+                                      "field named `file`.", param="file")
         data["file"] = await upload.read()
         data["filename"] = upload.filename or "upload"
     finally:
@@ -162,7 +163,7 @@ async def _read_request(route: Route, http: Request) -> BaseModel:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}. Send a JSON object.",
                                   code="invalid_json") from None
     if not isinstance(data, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
+        raise InvalidRequestError("The request body must be a JSON object; send {...} with the operation's fields.")
     data.update(http.path_params)
     return build_request(route, data)
 

@@ -268,7 +268,8 @@ class StackInspector:
             if p.provider_id == request.provider_id:
                 return await self._info(p)
         known = ", ".join(p.provider_id for p in self.stack.providers) or "none"
-        raise NotFoundError(f"Provider '{request.provider_id}' not found. Configured providers: {known}.")
+        raise NotFoundError(f"Provider '{request.provider_id}' not found. Configured providers: {known}; "
+                            "use one of those ids.")
 
     async def _info(self, p: PlannedProvider) -> ProviderInfo:
         health: dict[str, Any] = {"status": "OK"}

@@ -55,7 +55,8 @@ def test_config_validate(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("providers:\n  inference:\n    - {provider_id: f, provider_type: inline::fake}\n")
     result = runner.invoke(app, ["config", "validate", str(good)])
-    assert result.exit_code == 0 and "ok" in result.output and "f" in result.output
+    assert result.exit_code == 0
+    assert " ".join(result.output.split()) == f"ok: {good} (1 provider(s) enabled: f)"
     bad = tmp_path / "bad.yaml"
     bad.write_text("providers:\n  inference:\n    - {provider_id: f, provider_type: inline::fake, config: {x: 1}}\n")
     result = runner.invoke(app, ["config", "validate", str(bad)], terminal_width=300)

@@ -73,13 +73,14 @@ def parse_answer(answer: str, excluded: set[str]) -> list[str] | None:
     m = _ANSWER.match(answer)
     if m is None:
         raise ProviderError(f"inline::llama-guard could not parse the model's answer {answer[:200]!r}; is the "
-                            "shield's model a Llama Guard model?")
+                            "shield's model a Llama Guard model? Check its provider_shield_id.")
     if m.group(1).lower() == "safe":
         return None
     codes = [c.strip().upper() for c in (m.group(2) or "").split(",") if c.strip()]
     unknown = [c for c in codes if c not in CATEGORIES]
     if unknown:
-        raise ProviderError(f"inline::llama-guard: the model named unknown categories {unknown}")
+        raise ProviderError("inline::llama-guard: the model named unknown categories (check that it is "
+                            f"Llama Guard 3) {unknown}")
     kept = [c for c in codes if c not in excluded]
     return kept if kept or not codes else None
 
@@ -108,7 +109,7 @@ class LlamaGuardSafety:
             elif isinstance(m, AssistantMessage):
                 turns.append(("Agent", content_text(m.content)))
         if not turns:
-            raise InvalidRequestError("Llama Guard checks user and assistant messages; none were given.",
+            raise InvalidRequestError("Llama Guard checks user and assistant messages; send at least one.",
                                       param="messages")
         excluded = self._excluded(request.params)
         violated = await self._assess(request.shield_id, turns, excluded)

@@ -64,7 +64,8 @@ class LocalFSFiles:
         size = len(request.file)
         if size > self.config.max_file_bytes:
             raise RequestTooLargeError(f"The file is {size} bytes, over this server's limit of "
-                                       f"{self.config.max_file_bytes} bytes (max_file_bytes of the files provider).")
+                                       f"{self.config.max_file_bytes} bytes; upload a smaller file or raise "
+                                       "max_file_bytes of the files provider.")
         now = int(time.time())
         expires = now + request.expires_after.seconds if request.expires_after is not None else None
         file = FileObject(id=f"file-{uuid.uuid4().hex}", bytes=size, created_at=now, filename=request.filename,

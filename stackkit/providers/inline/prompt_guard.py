@@ -89,7 +89,8 @@ def _load(config: PromptGuardConfig) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         model = AutoModelForSequenceClassification.from_pretrained(config.model).eval()
     except OSError as exc:
-        raise ConfigError(f"inline::prompt-guard could not load {config.model!r}: {exc}") from exc
+        raise ConfigError(f"inline::prompt-guard could not load {config.model!r}: {exc}; point `model` at a "
+                          "classifier directory") from exc
     return model, tokenizer
 
 

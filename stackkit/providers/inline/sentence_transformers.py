@@ -60,7 +60,8 @@ def _load(config: SentenceTransformersConfig) -> Any:
         raise MissingPackageError("sentence-transformers", "starter") from exc
     path = config.model or _default_model_path()
     if not os.path.exists(path):
-        raise ConfigError(f"inline::sentence-transformers: model directory {path!r} does not exist.")
+        raise ConfigError(f"inline::sentence-transformers: model directory {path!r} does not exist; fix "
+                          "`model` in run.yaml or unset it for the packaged MiniLM.")
     device = None if config.device == "auto" else config.device
     return SentenceTransformer(path, device=device, local_files_only=True)
 
@@ -119,7 +120,8 @@ class SentenceTransformersInference:
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         if request.model != self.model_id:
-            raise NotFoundError(f"inline::sentence-transformers serves '{self.model_id}', not '{request.model}'.",
+            raise NotFoundError(f"inline::sentence-transformers serves '{self.model_id}', not "
+                                f"'{request.model}'; use that id.",
                                 code="model_not_found")
         texts = request.texts()
         if not texts or len(texts) != (1 if isinstance(request.input, str) else len(request.input)):
@@ -128,7 +130,8 @@ class SentenceTransformersInference:
         model = await self.loading.get()
         dims = request.dimensions or model.dimension
         if dims > model.dimension:
-            raise InvalidRequestError(f"dimensions={dims} is larger than the model's {model.dimension}.",
+            raise InvalidRequestError(f"dimensions={dims} is larger than the model's {model.dimension}; ask "
+                                      "for at most that.",
                                       param="dimensions")
         vectors, counts = await self._encode(texts)
         if dims < model.dimension:
@@ -182,13 +185,16 @@ class SentenceTransformersInference:
             self.busy = False
 
     async def chat_completion(self, request: ChatCompletionRequest) -> Any:
-        raise InvalidRequestError("inline::sentence-transformers serves embedding models only.", param="model")
+        raise InvalidRequestError("inline::sentence-transformers serves embedding models only; send chat to "
+                                  "an LLM's id (GET /v1/models lists them).", param="model")
 
     async def completion(self, request: CompletionRequest) -> Any:
-        raise InvalidRequestError("inline::sentence-transformers serves embedding models only.", param="model")
+        raise InvalidRequestError("inline::sentence-transformers serves embedding models only; send chat to "
+                                  "an LLM's id (GET /v1/models lists them).", param="model")
 
 
 async def create(config: SentenceTransformersConfig, deps: dict[Api, Any]) -> SentenceTransformersInference:
     if config.model and not os.path.exists(config.model):  # what can be checked at once, is
-        raise ConfigError(f"inline::sentence-transformers: model directory {config.model!r} does not exist.")
+        raise ConfigError(f"inline::sentence-transformers: model directory {config.model!r} does not exist; "
+                          "fix `model` in run.yaml or unset it for the packaged MiniLM.")
     return SentenceTransformersInference(config)

@@ -109,7 +109,7 @@ class VLLMInference:
         from vllm.sampling_params import RequestOutputKind
 
         if request.model not in (self.model_id, self.config.model):
-            raise NotFoundError(f"inline::vllm serves '{self.model_id}', not '{request.model}'.",
+            raise NotFoundError(f"inline::vllm serves '{self.model_id}', not '{request.model}'; use that id.",
                                 code="model_not_found")
         check_sampling(request, "inline::vllm")
         params = SamplingParams(
@@ -132,7 +132,8 @@ class VLLMInference:
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         if not isinstance(request.prompt, str):
-            raise InvalidRequestError("inline::vllm takes one string prompt.", param="prompt")
+            raise InvalidRequestError("inline::vllm takes one string prompt; send `prompt` as a string.",
+                                      param="prompt")
         gen = self._generate(request.prompt, request, stops_of(request.stop))
         return completion_chunks(gen, request) if request.stream else await completion_response(gen, request)
 

@@ -29,7 +29,8 @@ def specs_from_module(module_name: str) -> list[ProviderSpec]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"cannot import provider module '{module_name}' ({exc}); is its package installed?"
+            f"cannot import provider module '{module_name}' ({exc}); install its package (pip install ...) "
+            "or fix `module:` in run.yaml"
         ) from exc
     available = getattr(module, "available_providers", None)
     if available is None:
@@ -40,7 +41,8 @@ def specs_from_module(module_name: str) -> list[ProviderSpec]:
     specs = list(available())
     for spec in specs:
         if not isinstance(spec, ProviderSpec):
-            raise ConfigError(f"{module_name}.available_providers() returned {spec!r}, not a ProviderSpec")
+            raise ConfigError(f"{module_name}.available_providers() returned {spec!r}, not a ProviderSpec; "
+                              "return a list of ProviderSpec")
     return specs
 
 

@@ -277,7 +277,9 @@ class AnthropicInference(HTTPProvider):
                 return from_message(orjson.loads(raw))
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
                 raise UpstreamError(f"remote::anthropic: the upstream's answer is not a Messages API message "
-                                    f"({type(exc).__name__}: {str(exc)[:200]}): {raw[:200]!r}") from None
+                                    f"({type(exc).__name__}: {str(exc)[:200]}): {raw[:200]!r}. Check "
+                                    "base_url and any proxy in between."
+                                    ) from None
         lines = await self._post_stream("messages", body)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         return Stream(self._events(lines, _StreamState(include_usage)), lines.aclose)
@@ -294,7 +296,8 @@ class AnthropicInference(HTTPProvider):
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         if not isinstance(request.prompt, str):
-            raise InvalidRequestError("remote::anthropic takes a single string prompt for completions.",
+            raise InvalidRequestError("remote::anthropic takes a single string prompt for completions; send "
+                                      "`prompt` as a string.",
                                       param="prompt")
         chat = ChatCompletionRequest.model_validate({
             "model": request.model, "messages": [{"role": "user", "content": request.prompt}],

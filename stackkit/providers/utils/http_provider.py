@@ -97,7 +97,8 @@ class HTTPProvider:
         key = data[self.provider_data_key]
         if not isinstance(key, str) or not key:
             raise InvalidRequestError(
-                f"X-Stackkit-Provider-Data: '{self.provider_data_key}' must be a non-empty string.",
+                f"X-Stackkit-Provider-Data: '{self.provider_data_key}' must be a non-empty string; send the "
+                "key there or leave it out.",
                 param=self.provider_data_key,
             )
         return {**JSON_HEADERS, **self._auth_headers(key)}

@@ -43,7 +43,8 @@ class Loading(Generic[T]):
         except StackkitError:
             raise
         except Exception as exc:
-            raise ProviderUnavailableError(f"{self.what} failed to load: {type(exc).__name__}: {exc}") from exc
+            raise ProviderUnavailableError(f"{self.what} failed to load: {type(exc).__name__}: {exc}. Check "
+                                           "the server log and the provider's config, then restart.") from exc
 
     def status(self) -> dict[str, Any]:
         if not self._future.done():

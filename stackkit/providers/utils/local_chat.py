@@ -71,7 +71,8 @@ def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
         text = tokenizer.apply_chat_template(template_messages(request), tools=wrapped, add_generation_prompt=True,
                                              tokenize=False)
     except Exception as exc:  # template errors: the caller's messages do not fit it
-        raise InvalidRequestError(f"The model's chat template rejected these messages: {exc}",
+        raise InvalidRequestError(f"The model's chat template rejected these messages: {exc}; fix the "
+                                  "message order or roles",
                                   param="messages") from exc
     return str(text)
 
@@ -206,7 +207,8 @@ def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider:
     if getattr(request, "n", None) not in (None, 1):
         raise InvalidRequestError(f"{provider} generates one choice per request; set n=1.", param="n")
     if request.logprobs:
-        raise InvalidRequestError(f"{provider} does not return logprobs.", param="logprobs")
+        raise InvalidRequestError(f"{provider} does not return logprobs; remove them or use a provider that "
+                                  "does.", param="logprobs")
     for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
         if getattr(request, name, None):
             raise InvalidRequestError(f"{provider} does not apply {name}; remove it.", param=name)

@@ -39,7 +39,7 @@ class OpenAICompatProvider(HTTPProvider):
             return response_type.model_validate_json(body)
         except ValueError as exc:
             raise UpstreamError(f"{self.label}: the upstream's answer is not a valid {response_type.__name__}: "
-                                f"{str(exc)[:300]}") from exc
+                                f"{str(exc)[:300]}. Check that base_url points at an OpenAI-compatible API.") from exc
 
     async def _call(self, path: str, request: BaseModel, response_type: type[T]) -> T:
         body = await self._post(path, request.model_dump_json(exclude_unset=True, by_alias=True).encode())

@@ -152,7 +152,8 @@ class VectorStoreService:
     async def _store(self, store_id: str) -> dict[str, Any]:
         store = await self._run(self.meta.store, store_id)
         if store is None:
-            raise NotFoundError(f"Vector store '{store_id}' not found.", code="vector_store_not_found")
+            raise NotFoundError(f"Vector store '{store_id}' not found; GET /v1/vector_stores lists the "
+                                "stores.", code="vector_store_not_found")
         return store
 
     async def _view(self, store: dict[str, Any]) -> VectorStore:
@@ -237,7 +238,8 @@ class VectorStoreService:
                 raise InvalidRequestError(
                     f"chunks[{i}].embedding must have {store['embedding_dimension']} finite numbers (the store's "
                     f"dimension); it has {len(vector)}" + ("" if all(math.isfinite(x) for x in vector)
-                                                           else ", some of them NaN or infinite") + ".",
+                                                           else ", some of them NaN or infinite") + "; send the "
+                    "store's dimension of finite numbers, or no embedding to have it computed.",
                     param=f"chunks.{i}.embedding")
         missing = [c.content for c in request.chunks if c.embedding is None]
         computed = iter(await self._embed(store["embedding_model"], missing)) if missing else iter(())
@@ -245,7 +247,7 @@ class VectorStoreService:
                              dtype=np.float32)
         if vectors.shape[1] != store["embedding_dimension"]:
             raise InvalidRequestError(f"embeddings have {vectors.shape[1]} dimensions; the store's have "
-                                      f"{store['embedding_dimension']}", param="chunks")
+                                      f"{store['embedding_dimension']}; send vectors of that size", param="chunks")
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         rows = [(c.chunk_id or uuid.uuid4().hex, c.content, c.metadata) for c in request.chunks]
         await self._run(self._write_chunks, store["id"], None, rows, vectors, None)
@@ -333,7 +335,8 @@ class VectorStoreService:
     async def _file(self, store_id: str, file_id: str) -> dict[str, Any]:
         found = await self._run(self.meta.file, store_id, file_id)
         if found is None:
-            raise NotFoundError(f"File '{file_id}' is not in vector store '{store_id}'.", code="file_not_found")
+            raise NotFoundError(f"File '{file_id}' is not in vector store '{store_id}'; attach it first "
+                                "(POST .../files).", code="file_not_found")
         return found
 
     async def _attach_all(self, store_id: str, file_ids: list[str], attributes: dict[str, Any],
@@ -436,7 +439,7 @@ class VectorStoreService:
     async def _batch_view(self, store_id: str, batch_id: str) -> FileBatch:
         found = await self._run(self.meta.batch, batch_id)
         if found is None or found[0] != store_id:
-            raise NotFoundError(f"File batch '{batch_id}' not found in vector store '{store_id}'.")
+            raise NotFoundError(f"File batch '{batch_id}' not found in vector store '{store_id}'; check both ids.")
         rows = await self._run(self.meta.files, store_id, None, batch_id)
         counts = FileCounts(total=len(rows), **{s: sum(r["status"] == s for r in rows)
                                                for s in ("in_progress", "completed", "failed", "cancelled")})

@@ -79,7 +79,8 @@ def _load(config: TransformersConfig) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype,
                                                      trust_remote_code=config.trust_remote_code)
     except OSError as exc:
-        raise ConfigError(f"inline::transformers could not load {config.model!r}: {exc}") from exc
+        raise ConfigError(f"inline::transformers could not load {config.model!r}: {exc}; point `model` at a "
+                          "model directory") from exc
     model = model.to(device).eval()  # type: ignore[arg-type]
     if config.chat_template:
         tokenizer.chat_template = config.chat_template
@@ -120,7 +121,7 @@ class TransformersInference:
 
     def _check_model(self, model: str) -> None:
         if model not in (self.model_id, self.config.model):
-            raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'.",
+            raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'; use that id.",
                                 code="model_not_found")
 
     def _start(self, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
@@ -155,7 +156,8 @@ class TransformersInference:
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         self._check_model(request.model)
         if not isinstance(request.prompt, str):
-            raise InvalidRequestError("inline::transformers takes one string prompt.", param="prompt")
+            raise InvalidRequestError("inline::transformers takes one string prompt; send `prompt` as a "
+                                      "string.", param="prompt")
         ids: list[int] = self.tokenizer(request.prompt)["input_ids"]
         gen = self._start(ids, request, stops_of(request.stop))
         return completion_chunks(gen, request) if request.stream else await completion_response(gen, request)
