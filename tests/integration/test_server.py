@@ -363,4 +363,5 @@ def test_a_start_up_error_is_one_line(tmp_path: Path) -> None:
                           env={**os.environ, "STACKKIT_HOME": str(tmp_path)})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == ["error: inline::sentence-transformers: model directory "
-                                                "'/no/such/model' does not exist."]
+                                                "'/no/such/model' does not exist; fix `model` in run.yaml or "
+                                                "unset it for the packaged MiniLM."]
