@@ -13,6 +13,8 @@ import pytest
 
 from stackkit.core.config import RunConfig, parse_config
 
+pytest_plugins = ["pytester"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub; models are built or packaged
 # the suite never writes to the user's ~/.stackkit: every default state directory is under a temporary one
 os.environ["STACKKIT_HOME"] = tempfile.mkdtemp(prefix="stackkit-tests-")

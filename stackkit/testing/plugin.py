@@ -24,6 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--record-mode", choices=[m.value for m in RecordMode], default=None,
                     help="stackkit cassettes: replay (default), record, record-if-missing or live")
     parser.addini("stackkit_cassette_dir", "where cassettes live (relative to rootdir)", default="tests/cassettes")
+    parser.addini("stackkit_block_network", "refuse connections beyond this machine in tests that do not record "
+                  "(true/false)", default="false")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,62 @@ def cassette(request: pytest.FixtureRequest, record_mode: RecordMode) -> Iterato
                     "--record-mode=record (or STACKKIT_RECORD_MODE=record-if-missing).")
     with recording(path, record_mode) as recorded:
         yield recorded
+        misses = getattr(recorded, "stackkit_misses", [])
+        if misses:
+            pytest.fail(f"{len(misses)} request(s) had no recording in {path} (even if the code caught the error): "
+                        f"{', '.join(misses)}. Re-record with --record-mode=record.")
         if record_mode is RecordMode.replay and recorded is not None and not recorded.all_played:
             unplayed = len(recorded.data) - recorded.play_count
             pytest.fail(f"{unplayed} recorded interaction(s) in {path} were never requested: the code under "
                         "test no longer makes them. Re-record with --record-mode=record.")
+
+
+_LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+def _local(address: Any) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    return (isinstance(host, (str, bytes)) and (str(host, "ascii") if isinstance(host, bytes) else host).startswith(
+        _LOOPBACK)) or not isinstance(address, tuple)
+
+
+@pytest.fixture(autouse=True)
+def _stackkit_network_guard(request: pytest.FixtureRequest, record_mode: RecordMode) -> Iterator[None]:
+    """With ``stackkit_block_network = true``: a test that does not record (or run live) can reach only
+    this machine, so no test passes by quietly calling a real service."""
+    enabled = str(request.config.getini("stackkit_block_network")).lower() in ("1", "true", "yes")
+    recording_live = "cassette" in request.fixturenames and record_mode is not RecordMode.replay
+    if not enabled or recording_live:
+        yield
+        return
+    import socket
+
+    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, \
+        socket.getaddrinfo
+
+    def refuse(address: Any) -> None:
+        raise ConnectionRefusedError(f"stackkit's test network guard: {address!r} is not on this machine; use the "
+                                     "`cassette` fixture to record the traffic once (--record-mode=record).")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if not _local(address):
+            refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if not _local(address):
+            refuse(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _local((host,)):
+            refuse((host,))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex  # type: ignore[method-assign, assignment]
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = real_getaddrinfo

@@ -11,13 +11,15 @@ aiohttp transport that would record each request twice, so aiohttp itself is lef
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import httpx
 import orjson
 import yaml
 
@@ -113,11 +115,46 @@ def build_vcr(mode: RecordMode) -> Any:
     return recorder
 
 
+class _EventStream(httpx.AsyncByteStream):
+    """A replayed stream delivered one SSE event at a time, yielding to the loop in between, as a real
+    server's would arrive (so consumers that stop early, and cancellation, are exercised)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.events = [part + b"\n\n" for part in body.split(b"\n\n") if part]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for event in self.events:
+            await asyncio.sleep(0)
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _replaying(stub: Any, misses: list[str]) -> Any:
+    """`stub`, noting every request the cassette has no answer for (even when the code under test
+    catches the error: a caught miss must still fail the test) and replaying streams event by event."""
+    from vcr.errors import CannotOverwriteExistingCassetteException
+
+    async def handle(self: Any, request: httpx.Request) -> httpx.Response:
+        try:
+            response: httpx.Response = await stub(self, request)
+        except CannotOverwriteExistingCassetteException:
+            misses.append(f"{request.method} {request.url.path}")
+            raise
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            body = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+            response.stream = _EventStream(body)
+        return response
+
+    return handle
+
+
 @contextlib.contextmanager
 def recording(path: str | Path, mode: RecordMode | str) -> Iterator[Any]:
-    """Record or replay the HTTP traffic inside the block into/from the cassette at `path`."""
+    """Record or replay the HTTP traffic inside the block into/from the cassette at `path`. In replay
+    mode the cassette's ``stackkit_misses`` lists the requests it had no recording for."""
     import aiohttp
-    import httpx
     from httpx_aiohttp import AiohttpTransport
     from vcr.stubs import httpx_stubs
 
@@ -131,7 +168,10 @@ def recording(path: str | Path, mode: RecordMode | str) -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     aiohttp_request = aiohttp.ClientSession._request
     with build_vcr(mode).use_cassette(str(path)) as cassette:
+        cassette.stackkit_misses = []
         stub = httpx_stubs.vcr_handle_async_request(cassette, AiohttpTransport.handle_async_request, httpx)
+        if mode is RecordMode.replay:
+            stub = _replaying(stub, cassette.stackkit_misses)
         with mock.patch.object(AiohttpTransport, "handle_async_request", stub), \
                 mock.patch.object(aiohttp.ClientSession, "_request", aiohttp_request):
             yield cassette
