@@ -38,9 +38,9 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-def config(root: Path, backend: str, embed: str = "fake") -> RunConfig:
+def config(root: Path, backend: str, embed: str = "fake", index: str = "flat") -> RunConfig:
     vector = (f"provider_type: inline::faiss\n      config: {{storage_dir: '{root}/vec', embedding_model: embed, "
-              f"embedding_dimension: {DIM}}}" if backend == "faiss" else
+              f"embedding_dimension: {DIM}, index: {index}}}" if backend == "faiss" else
               f"provider_type: inline::sqlite-vec\n      config: {{db_path: '{root}/vec/vec.db', "
               f"embedding_model: embed, embedding_dimension: {DIM}}}")
     inference = ("{provider_id: e, provider_type: inline::fake, config: {embedding_dimension: 384}}"
@@ -75,7 +75,7 @@ def disk_bytes(root: Path) -> int:
 async def scale(args: argparse.Namespace, root: Path) -> None:
     rng = np.random.default_rng(0)
     all_vectors = []
-    async with AsyncLibraryClient(config(root, args.backend)) as client:
+    async with AsyncLibraryClient(config(root, args.backend, index=args.index)) as client:
         store = await client.vector_stores.create(name="bench")
 
         async def insert(n_start: int, n: int) -> float:
@@ -104,7 +104,7 @@ async def scale(args: argparse.Namespace, root: Path) -> None:
         store_id = store.id
 
     t = time.perf_counter()
-    async with AsyncLibraryClient(config(root, args.backend)) as client:
+    async with AsyncLibraryClient(config(root, args.backend, index=args.index)) as client:
         reopen_s = time.perf_counter() - t
         emit({"bench": "vector_reopen", "backend": args.backend, "chunks": total, "seconds": round(reopen_s, 3),
               "note": "building the whole stack, including loading the vectors"})
@@ -134,7 +134,13 @@ async def search_costs(client: Any, store_id: str, vectors: np.ndarray, args: ar
     for name, fn in (("raw_faiss", raw_search), ("provider", provider_search)):
         fn()
         timings[name] = statistics.median(_timed(fn) for _ in range(3)) / len(queries) * 1000
-    emit({"bench": "vector_search_100k", "backend": args.backend, "raw_faiss_ms": round(timings["raw_faiss"], 3),
+    recall = 0.0
+    for q in queries[:50]:
+        exact = {int(i) for i in raw.search(q[None, :], 10)[1][0]}
+        found = {row - 1 for row, _ in service.index.search(store_id, q, 10)}  # chunk row ids start at 1
+        recall += len(exact & found) / 10
+    emit({"bench": "vector_search_100k", "backend": args.backend, "index": args.index,
+          "recall_at_10_vs_exact": round(recall / 50, 3), "raw_faiss_ms": round(timings["raw_faiss"], 3),
           "provider_ms": round(timings["provider"], 3), "ratio": round(timings["provider"] / timings["raw_faiss"], 2),
           "note": "provider = index search + sqlite row lookup, no filters"})
     texts = [" ".join(rng.choice(WORDS, 5)) for _ in range(200)]
@@ -235,6 +241,7 @@ async def main() -> None:
     ap.add_argument("--backend", choices=["faiss", "sqlite-vec"], default="faiss")
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--index", choices=["flat", "hnsw"], default="flat", help="inline::faiss index kind")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as tmp:

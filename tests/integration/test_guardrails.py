@@ -102,7 +102,7 @@ def test_an_alias_registered_later_inherits_the_floor(client: Any) -> None:
                                metadata={"guardrails": []})
     else:
         client.post("/models", body={"model_id": "alias", "provider_id": "fake", "provider_model_id": "fake-guarded",
-                                     "metadata": {"guardrails": []}}, cast_to=dict)
+                                     "metadata": {"guardrails": []}}, cast_to=object)
     with pytest.raises(Exception, match="Blocked by guardrail 'pii'"):
         ask(client, "mail me at a@b.io", "alias")
     assert ask(client, "mail me at a@b.io", "open").choices[0].message.content == "mail me at a@b.io"
