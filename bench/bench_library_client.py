@@ -120,7 +120,7 @@ def bench_overhead(calls: int = 20_000, rounds: int = 7) -> None:
 
     sync_client = LibraryClient(fake_config(""))
     provider = sync_client.stack.tables[Api.inference].providers["fake"]
-    loop = sync_client._loop
+    loop = asyncio.new_event_loop()  # the caller's own loop: the client hands calls to its background thread
     upstream_kwargs = {**KWARGS, "model": "fake-llm"}
 
     def direct_sync() -> None:
@@ -140,6 +140,7 @@ def bench_overhead(calls: int = 20_000, rounds: int = 7) -> None:
     direct = [timed(direct_sync) for _ in range(rounds)]
     via = [timed(via_sync) for _ in range(rounds)]
     sync_client.close()
+    loop.close()
     emit_overhead("LibraryClient", direct, via)
 
     async def async_rounds() -> tuple[list[float], list[float]]:

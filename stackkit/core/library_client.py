@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from stackkit.apis.datatypes import Route
 from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig
 from stackkit.core.dispatch import build_request
+from stackkit.core.loop_driver import LoopDriver
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
 from stackkit.core.sdk_compat import (
     AsyncPage,
@@ -200,8 +200,8 @@ class _SyncStream(Iterator[Any]):
             self._client._call(aclose(self._stream))
 
     def __del__(self) -> None:
-        if not self._closed and self._client._loop.is_running():
-            asyncio.run_coroutine_threadsafe(aclose(self._stream), self._client._loop)
+        if not self._closed:
+            self._client._driver.schedule(aclose(self._stream))
 
     def __enter__(self) -> _SyncStream:
         return self
@@ -215,22 +215,21 @@ class LibraryClient:
     returns what ``OpenAI(base_url=...)`` returns (lists are pages that iterate their items, errors are
     also the SDK's exception classes), with no HTTP in between.
 
-    The stack runs on an event loop in a background thread, so its background work (file ingestion,
-    model listing) goes on between calls, and the client works from inside a running event loop too.
+    Calls run the stack's event loop on the calling thread; between calls a background thread keeps
+    work in flight going (file ingestion, model listing), and calls from inside a running event loop
+    run on a helper thread (core/loop_driver.py).
     """
 
     def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
         raise _missing(self, name)
 
     def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stackkit-library-client", daemon=True)
-        self._thread.start()
+        self._driver = LoopDriver()
         self._async = AsyncLibraryClient(config)
         try:
             self._call(self._async.initialize())
         except BaseException:
-            self._stop_loop()
+            self._driver.close()
             raise
         assert self._async.stack is not None
         self.stack = self._async.stack
@@ -238,13 +237,7 @@ class LibraryClient:
         _build_tree(self, self._operation, [r for r in route_table() if r.api in served])
 
     def _call(self, coro: Any) -> Any:
-        """Run `coro` on the stack's loop and wait for it (Ctrl-C cancels it)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return self._driver.run(coro)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait for the stack's background start-up work (model listing, provider start hooks)."""
@@ -266,21 +259,13 @@ class LibraryClient:
         call.__doc__ = route.summary
         return call
 
-    def _stop_loop(self) -> None:
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        if not self._loop.is_running() and not self._loop.is_closed():
-            self._loop.close()
-
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._driver.loop.is_closed():
             return
         try:
             self._call(self._async.close())
-            self._call(self._loop.shutdown_asyncgens())
         finally:
-            self._stop_loop()
+            self._driver.close()
 
     def __enter__(self) -> LibraryClient:
         return self
