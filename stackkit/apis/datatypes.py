@@ -17,6 +17,7 @@ class Api(enum.StrEnum):
     shields = "shields"
     vector_io = "vector_io"
     files = "files"
+    agents = "agents"
     inspect = "inspect"
 
 
@@ -58,6 +59,7 @@ class Route:
     stream_type: type[BaseModel] | None = None  # chunk type when the request asks to stream
     route_key: str | None = None  # the request field naming the resource that picks the provider
     body: str = "json"  # or "multipart" (file uploads)
+    framing: str = "data"  # how a stream is framed: "data" (chat: data lines) or "event" (Responses: event + data)
     summary: str = ""
     path_params: tuple[str, ...] = field(default_factory=tuple)
 
@@ -73,6 +75,7 @@ def route(
     stream: type[BaseModel] | None = None,
     key: str | None = None,
     body: str = "json",
+    framing: str = "data",
 ) -> Callable[[F], F]:
     """Declare the HTTP route and SDK name of a Protocol method.
 
@@ -82,7 +85,7 @@ def route(
 
     def mark(fn: F) -> F:
         fn.__stackkit_route__ = Route(  # type: ignore[attr-defined]
-            method=method, path=path, sdk=sdk, stream_type=stream, route_key=key, body=body
+            method=method, path=path, sdk=sdk, stream_type=stream, route_key=key, body=body, framing=framing
         )
         return fn
 

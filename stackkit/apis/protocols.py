@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
+from stackkit.apis.agents import Agents
 from stackkit.apis.datatypes import Api, Route
 from stackkit.apis.files import Files
 from stackkit.apis.inference import Inference
@@ -30,6 +31,7 @@ API_PROTOCOLS: dict[Api, type] = {
     Api.shields: Shields,
     Api.vector_io: VectorIO,
     Api.files: Files,
+    Api.agents: Agents,
     Api.inspect: Inspect,
 }
 

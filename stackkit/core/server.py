@@ -74,7 +74,9 @@ class SSEResponse(Response):
     stream is closed (its upstream connection or batch slot released) however the response ends,
     even when the client left before the first byte. Every step runs in `context`, the request's."""
 
-    def __init__(self, stream: AsyncIterator[BaseModel], where: str, context: contextvars.Context) -> None:
+    def __init__(self, stream: AsyncIterator[BaseModel], where: str, context: contextvars.Context,
+                 framing: str = "data") -> None:
+        self.framing = framing
         self.status_code = 200
         self.background = None
         self.stream = stream
@@ -102,9 +104,10 @@ class SSEResponse(Response):
     async def _write(self, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            events = self.framing == "event"
             async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": b"data: " + to_json(chunk) + b"\n\n",
-                            "more_body": True})
+                head = b"event: " + chunk.type.encode() + b"\ndata: " if events else b"data: "  # type: ignore[attr-defined]
+                await send({"type": "http.response.body", "body": head + to_json(chunk) + b"\n\n", "more_body": True})
             tail = b"data: [DONE]\n\n"
         except StackkitError as exc:
             tail = b"data: " + orjson.dumps(exc.to_openai_body()) + b"\n\n"
@@ -181,7 +184,7 @@ def make_endpoint(route: Route, impl: Any) -> Endpoint:
             request = await _read_request(route, http)
             result = await method(request)
             if wants_stream(route, request):
-                return SSEResponse(result, where, contextvars.copy_context())
+                return SSEResponse(result, where, contextvars.copy_context(), route.framing)
             if isinstance(result, bytes):
                 return Response(result, media_type="application/octet-stream")
             return Response(to_json(result), media_type=_JSON)

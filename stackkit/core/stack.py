@@ -31,6 +31,7 @@ from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
 from stackkit.core.redact import redact_config
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
+from stackkit.core.responses import ResponsesService
 from stackkit.core.routing import (
     InferenceRouter,
     ModelsTable,
@@ -39,7 +40,7 @@ from stackkit.core.routing import (
     ShieldsTable,
     VectorIORouter,
 )
-from stackkit.core.storage import KVStore, StateLock, open_kvstore, state_lock
+from stackkit.core.storage import KVStore, StateLock, open_kvstore, open_sqldb, state_lock
 from stackkit.errors import NotFoundError, StackkitError
 
 log = logging.getLogger("stackkit")
@@ -121,11 +122,12 @@ class Stack:
                 inference.guardrails = Guardrails(self.impls[Api.safety],
                                                   int(self.config.safety.get("stream_check_chars", 200)),
                                                   int(self.config.safety.get("stream_holdback_chars", 48)))
+        self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"))
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
-        apis |= {Api.models, Api.inspect}
+        apis |= {Api.models, Api.inspect, Api.agents}
         if Api.safety in apis:
             apis.add(Api.shields)
         return [api for api in Api if api in apis]
@@ -226,6 +228,9 @@ class Stack:
                     await closer()
                 except Exception as exc:  # noqa: BLE001 - shut the rest down regardless
                     log.warning("%s failed to shut down: %s", p.label, exc)
+        agents = self.impls.get(Api.agents)
+        if isinstance(agents, ResponsesService):
+            await agents.shutdown()
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()

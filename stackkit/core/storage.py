@@ -132,14 +132,27 @@ def _url_hint(holder: str) -> str:
     return holder.split("serving ", 1)[1] if "serving " in holder else "http://127.0.0.1:8321/v1"
 
 
-def state_lock(config: RunConfig) -> StateLock | None:
-    """The lock of the directory holding the stack's sqlite registry (none for an in-memory registry)."""
+def state_dir(config: RunConfig) -> Path | None:
+    """The directory holding the stack's sqlite registry, where its other stores live too (None when the
+    registry is in memory: then so is everything else the stack keeps)."""
     backend_name = config.storage.stores.get("registry")
     backend = config.storage.backends.get(backend_name) if backend_name else StorageBackend(type="sqlite")
     if backend is None or backend.type != "sqlite":
         return None
     path = Path(backend.db_path).expanduser() if backend.db_path else default_state_dir(config.distro_name) / "x"
-    return StateLock(path.parent)
+    return path.parent
+
+
+def state_lock(config: RunConfig) -> StateLock | None:
+    """The lock of the stack's state directory (none for an in-memory stack)."""
+    directory = state_dir(config)
+    return StateLock(directory) if directory is not None else None
+
+
+def open_sqldb(config: RunConfig, name: str) -> SqliteDB:
+    """The SQL store `name` (a sqlite file in the state directory, or in memory for an in-memory stack)."""
+    directory = state_dir(config)
+    return SqliteDB(directory / f"{name}.db" if directory is not None else ":memory:")
 
 
 def open_kvstore(config: RunConfig, store: str = "registry") -> KVStore:

@@ -1,0 +1,193 @@
+"""Agents: OpenAI's Responses API (one call that runs a model and its tools, and keeps the conversation).
+
+Types follow ``openai.types.responses`` field for field where this implementation supports the feature;
+a request field it does not support yet is a 400 that says so, never silently ignored. Streams are SSE
+with ``event: <type>`` lines (the route's framing), every event numbered from 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stackkit.apis.datatypes import DeleteResponse, route
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+Metadata = dict[str, str]
+
+
+class FunctionTool(_Open):
+    """A function the client runs: the model's call comes back as a `function_call` output item."""
+
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class TextFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+
+class TextConfig(_Open):
+    format: TextFormat = Field(default_factory=TextFormat)
+
+
+class CreateResponseRequest(BaseModel):
+    """POST /v1/responses. Unknown fields are a 400 (extra="forbid")."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] = "auto"
+    parallel_tool_calls: bool = True
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    text: TextConfig | None = None
+    store: bool = True
+    stream: bool = False
+    metadata: Metadata = Field(default_factory=dict, max_length=16)
+    user: str | None = None
+    guardrails: list[str] | None = None
+
+
+class OutputText(_Open):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+    logprobs: list[Any] = Field(default_factory=list)
+
+
+class OutputMessage(_Open):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    content: list[OutputText] = Field(default_factory=list)
+
+
+class FunctionCallItem(_Open):
+    id: str
+    type: Literal["function_call"] = "function_call"
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+
+
+class InputTokensDetails(_Open):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class OutputTokensDetails(_Open):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(_Open):
+    input_tokens: int = 0
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int = 0
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int = 0
+
+
+class IncompleteDetails(_Open):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class ResponseError(_Open):
+    code: str
+    message: str
+
+
+class ResponseObject(_Open):
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["completed", "failed", "in_progress", "incomplete", "cancelled", "queued"]
+    model: str
+    output: list[OutputMessage | FunctionCallItem] = Field(default_factory=list)
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    text: TextConfig = Field(default_factory=TextConfig)
+    truncation: Literal["disabled", "auto"] = "disabled"
+    store: bool = True
+    metadata: Metadata = Field(default_factory=dict)
+    usage: ResponseUsage | None = None
+    incomplete_details: IncompleteDetails | None = None
+    error: ResponseError | None = None
+    user: str | None = None
+
+
+class ResponseEvent(_Open):
+    """One streamed event: `type`, `sequence_number`, and the fields its type carries."""
+
+    type: str
+    sequence_number: int
+
+
+class ResponseIdRequest(BaseModel):
+    response_id: str
+
+
+class InputItemsRequest(BaseModel):
+    response_id: str
+    after: str | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+
+
+class InputItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+@runtime_checkable
+class Agents(Protocol):
+    @route("POST", "/v1/responses", sdk="responses.create", stream=ResponseEvent, framing="event")
+    async def create_response(self, request: CreateResponseRequest) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        """Create a model response (streams events when `stream` is true)."""
+        ...
+
+    @route("GET", "/v1/responses/{response_id}", sdk="responses.retrieve")
+    async def get_response(self, request: ResponseIdRequest) -> ResponseObject:
+        """Get a stored response."""
+        ...
+
+    @route("DELETE", "/v1/responses/{response_id}", sdk="responses.delete")
+    async def delete_response(self, request: ResponseIdRequest) -> DeleteResponse:
+        """Delete a stored response."""
+        ...
+
+    @route("GET", "/v1/responses/{response_id}/input_items", sdk="responses.input_items.list")
+    async def list_input_items(self, request: InputItemsRequest) -> InputItemList:
+        """The input items of a stored response."""
+        ...

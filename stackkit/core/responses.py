@@ -1,0 +1,312 @@
+"""The Responses engine: one model turn as OpenAI's stream of events, over the Inference router.
+
+The streamed event sequence is the source of truth; a non-streaming call drains it. Every turn goes
+through the Inference router, so routing, guardrails and every provider apply. A turn ends at the model's
+answer or at its function calls (the client runs them and answers with `function_call_output` items in
+the next request, naming this response as `previous_response_id`).
+
+State lives in the stack's SQL store (sqlite): each stored response keeps its full context (the items
+that led to it plus its output), so a turn reads its whole history in one query however long the chain,
+and the row is written before the terminal event is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stackkit.apis.agents import (
+    CreateResponseRequest,
+    FunctionCallItem,
+    IncompleteDetails,
+    InputItemList,
+    InputItemsRequest,
+    OutputMessage,
+    OutputText,
+    ResponseError,
+    ResponseEvent,
+    ResponseIdRequest,
+    ResponseObject,
+    ResponseUsage,
+)
+from stackkit.apis.datatypes import DeleteResponse
+from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
+from stackkit.core.sqlite import SqliteDB
+from stackkit.core.streams import Stream, aclose
+from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
+
+SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
+          "body TEXT NOT NULL, input_items TEXT NOT NULL, context TEXT NOT NULL)")
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    raise InvalidRequestError("A message's content must be a string or a list of text parts.", param="input")
+
+
+def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
+    """The request's input as items, each with an id (a string input is one user message)."""
+    if isinstance(request.input, str):
+        return [{"id": _id("msg"), "type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": request.input}]}]
+    items = []
+    for i, item in enumerate(request.input):
+        kind = item.get("type", "message")
+        if kind not in ("message", "function_call", "function_call_output"):
+            raise InvalidRequestError(f"input[{i}]: items of type '{kind}' are not supported yet; send messages, "
+                                      "function_call and function_call_output items.", param=f"input.{i}.type")
+        if kind == "message" and item.get("role") not in ("user", "system", "developer", "assistant"):
+            raise InvalidRequestError(f"input[{i}].role must be user, system, developer or assistant; use one.",
+                                      param=f"input.{i}.role")
+        if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
+            raise InvalidRequestError(f"input[{i}] needs the call_id of the function call it answers.",
+                                      param=f"input.{i}.call_id")
+        items.append({"id": item.get("id") or _id("msg" if kind == "message" else "fc"), **item, "type": kind})
+    return items
+
+
+def to_messages(context: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+    """Chat messages for a context of Responses items (function calls and their outputs kept)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
+    for item in context:
+        kind = item["type"]
+        if kind == "message":
+            messages.append({"role": item["role"], "content": _text(item["content"])})
+        elif kind == "function_call":
+            call = {"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]}}
+            if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
+                messages[-1]["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": str(item.get("output", ""))})
+    return messages
+
+
+class _Events:
+    """Numbers events from 0, in the order they are made."""
+
+    def __init__(self) -> None:
+        self.sequence = 0
+
+    def __call__(self, type_: str, **fields: Any) -> ResponseEvent:
+        event = ResponseEvent(type=type_, sequence_number=self.sequence, **fields)
+        self.sequence += 1
+        return event
+
+
+class ResponsesService:
+    """The Agents API: Responses over the Inference router, stored in the stack's sqlite store."""
+
+    def __init__(self, inference: Inference, db: SqliteDB) -> None:
+        self.inference = inference
+        self.db = db
+        db.run_sync(lambda conn: conn.execute(SCHEMA))
+
+    async def shutdown(self) -> None:
+        await self.db.close()
+
+    # ---- reading and writing state ----------------------------------------------------------------
+
+    async def _row(self, response_id: str) -> tuple[str, str, str]:
+        rows = await self.db.execute("SELECT body, input_items, context FROM responses WHERE id = ?", (response_id,))
+        if not rows:
+            raise NotFoundError(f"Response '{response_id}' not found: it was not stored (store: false) or was "
+                                "deleted. Check the id, or send the context as input instead.",
+                                code="response_not_found", param="response_id")
+        return rows[0]
+
+    async def _store(self, response: ResponseObject, items: list[dict[str, Any]], context: list[Any]) -> None:
+        await self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", (
+            response.id, response.created_at, response.model_dump_json(), json.dumps(items), json.dumps(context)))
+
+    # ---- the API ------------------------------------------------------------------------------
+
+    async def create_response(self, request: CreateResponseRequest) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        self._check(request)
+        history: list[dict[str, Any]] = []
+        if request.previous_response_id:
+            history = json.loads((await self._row(request.previous_response_id))[2])  # one query, any depth
+        items = input_items(request)
+        context = [*history, *items]
+        # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
+        stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
+            context, request.instructions)))
+        events = Stream(self._turn(request, items, context, stream), lambda: aclose(stream))
+        if request.stream:
+            return events
+        final: ResponseObject | None = None
+        try:
+            async for event in events:
+                if event.type in ("response.completed", "response.incomplete", "response.failed"):
+                    final = ResponseObject.model_validate(event.model_extra["response"])  # type: ignore[index]
+        finally:
+            await events.aclose()
+        assert final is not None
+        return final
+
+    @staticmethod
+    def _check(request: CreateResponseRequest) -> None:
+        if isinstance(request.tool_choice, dict):
+            raise InvalidRequestError("tool_choice naming a tool is not supported yet; use none, auto or required.",
+                                      param="tool_choice")
+        if request.text is not None and request.text.format.type == "json_schema" and not request.text.format.schema_:
+            raise InvalidRequestError("text.format json_schema needs a `schema`; add it.", param="text.format.schema")
+
+    def _chat_request(self, request: CreateResponseRequest, messages: list[dict[str, Any]]) -> ChatCompletionRequest:
+        body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        for name in ("temperature", "top_p"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        if request.max_output_tokens is not None:
+            body["max_tokens"] = request.max_output_tokens
+        if request.tools:
+            body["tools"] = [{"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
+                             for t in request.tools]
+            body["tool_choice"] = request.tool_choice
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        fmt = request.text.format if request.text is not None else None
+        if fmt is not None and fmt.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif fmt is not None and fmt.type == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": fmt.name or "output", "schema": fmt.schema_, "strict": fmt.strict}}
+        if request.guardrails:
+            body["guardrails"] = request.guardrails
+        return ChatCompletionRequest.model_validate(body)
+
+    def _response(self, request: CreateResponseRequest, response_id: str, created: int, status: str,
+                  output: list[Any], **extra: Any) -> ResponseObject:
+        return ResponseObject(
+            id=response_id, created_at=created, status=status, model=request.model, output=output,  # type: ignore[arg-type]
+            instructions=request.instructions, previous_response_id=request.previous_response_id,
+            tools=request.tools, tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
+            temperature=request.temperature, top_p=request.top_p, max_output_tokens=request.max_output_tokens,
+            text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user, **extra)
+
+    async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
+                    stream: Any) -> AsyncIterator[ResponseEvent]:
+        event = _Events()
+        response_id, created = _id("resp"), int(time.time())
+        yield event("response.created", response=self._response(request, response_id, created, "in_progress", []))
+        yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
+        output: list[Any] = []
+        try:
+            finish, usage = None, ResponseUsage()
+            async for ev in self._output_events(stream, output, event):
+                if isinstance(ev, tuple):
+                    finish, usage = ev
+                else:
+                    yield ev
+        except StackkitError as exc:  # the upstream failed mid-stream
+            failed = self._response(request, response_id, created, "failed", output,
+                                    error=ResponseError(code=exc.code or exc.error_type, message=exc.message))
+            if request.store:
+                await self._store(failed, items, context)
+            yield event("response.failed", response=failed)
+            return
+        status = "incomplete" if finish in ("length", "content_filter") else "completed"
+        details = IncompleteDetails(reason="max_output_tokens" if finish == "length" else "content_filter") \
+            if status == "incomplete" else None
+        final = self._response(request, response_id, created, status, output, usage=usage,
+                               incomplete_details=details)
+        if request.store:  # written before the terminal event: nothing is acknowledged that was not stored
+            await self._store(final, items, [*context, *(o.model_dump() for o in output)])
+        yield event(f"response.{status}", response=final)
+
+    async def _output_events(self, stream: Any, output: list[Any], event: _Events) -> AsyncIterator[Any]:
+        """Events for a chat stream's text and tool calls, appending the finished items to `output`;
+        the last thing yielded is (finish_reason, usage)."""
+        message: OutputMessage | None = None
+        calls: dict[int, FunctionCallItem] = {}
+        finish, usage = None, ResponseUsage()
+        async for chunk in stream:
+            assert isinstance(chunk, ChatCompletionChunk)
+            if chunk.usage is not None:
+                usage = ResponseUsage(input_tokens=chunk.usage.prompt_tokens,
+                                      output_tokens=chunk.usage.completion_tokens,
+                                      total_tokens=chunk.usage.total_tokens)
+            for choice in chunk.choices[:1]:
+                delta = choice.delta
+                if delta.content:
+                    if message is None:
+                        message = OutputMessage(id=_id("msg"), status="in_progress")
+                        yield event("response.output_item.added", output_index=len(output), item=message.model_dump())
+                        yield event("response.content_part.added", item_id=message.id, output_index=len(output),
+                                    content_index=0, part=OutputText(text="").model_dump())
+                        message.content.append(OutputText(text=""))
+                    message.content[0].text += delta.content
+                    yield event("response.output_text.delta", item_id=message.id, output_index=len(output),
+                                content_index=0, delta=delta.content, logprobs=[])
+                for call in delta.tool_calls or []:
+                    if message is not None:
+                        for ev in self._close_message(message, output, event):
+                            yield ev
+                        message = None
+                    index = len(output) + call.index
+                    if call.index not in calls:
+                        fn = call.function
+                        calls[call.index] = FunctionCallItem(id=_id("fc"), call_id=call.id or _id("call"),
+                                                             name=fn.name if fn and fn.name else "", arguments="",
+                                                             status="in_progress")
+                        yield event("response.output_item.added", output_index=index,
+                                    item=calls[call.index].model_dump())
+                    if call.function is not None and call.function.arguments:
+                        calls[call.index].arguments += call.function.arguments
+                        yield event("response.function_call_arguments.delta", item_id=calls[call.index].id,
+                                    output_index=index, delta=call.function.arguments)
+                if choice.finish_reason is not None:
+                    finish = choice.finish_reason
+        if message is not None:
+            for ev in self._close_message(message, output, event):
+                yield ev
+        for item in calls.values():
+            item.status = "completed"
+            index = len(output)
+            output.append(item)
+            yield event("response.function_call_arguments.done", item_id=item.id, output_index=index,
+                        arguments=item.arguments, name=item.name)
+            yield event("response.output_item.done", output_index=index, item=item.model_dump())
+        yield finish, usage
+
+    @staticmethod
+    def _close_message(message: OutputMessage, output: list[Any], event: _Events) -> list[ResponseEvent]:
+        index, part = len(output), message.content[0]
+        message.status = "completed"
+        output.append(message)
+        return [event("response.output_text.done", item_id=message.id, output_index=index, content_index=0,
+                      text=part.text, logprobs=[]),
+                event("response.content_part.done", item_id=message.id, output_index=index, content_index=0,
+                      part=part.model_dump()),
+                event("response.output_item.done", output_index=index, item=message.model_dump())]
+
+    async def get_response(self, request: ResponseIdRequest) -> ResponseObject:
+        return ResponseObject.model_validate_json((await self._row(request.response_id))[0])
+
+    async def delete_response(self, request: ResponseIdRequest) -> DeleteResponse:
+        await self._row(request.response_id)
+        await self.db.execute("DELETE FROM responses WHERE id = ?", (request.response_id,))
+        return DeleteResponse(id=request.response_id, object="response")
+
+    async def list_input_items(self, request: InputItemsRequest) -> InputItemList:
+        items: list[dict[str, Any]] = json.loads((await self._row(request.response_id))[1])
+        if request.order == "desc":
+            items.reverse()
+        ids = [i["id"] for i in items]
+        if request.after in ids:
+            items = items[ids.index(request.after) + 1:]
+        page = items[: request.limit]
+        return InputItemList(data=page, first_id=page[0]["id"] if page else None,
+                             last_id=page[-1]["id"] if page else None, has_more=len(items) > len(page))

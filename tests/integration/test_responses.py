@@ -1,0 +1,127 @@
+"""OpenAI's Responses API through LibraryClient and through a live server with the openai SDK: create,
+retrieve, delete, input items, streaming in OpenAI's order (checked against the SDK's own event types and
+its stream helper), previous_response_id chains with function calls, max_output_tokens, structured
+output, store, bad input, and state that survives a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from stackkit import LibraryClient
+from stackkit.testing.live_server import LiveServer
+from tests.conftest import fake_stack_config
+
+WEATHER = [{"type": "function", "name": "get_weather", "description": "weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+
+
+def as_sdk(obj: Any) -> Any:
+    """Any response or event, validated by the openai SDK's own types."""
+    data = obj if isinstance(obj, dict) else obj.model_dump(mode="json", exclude_none=False)
+    return Response.model_validate(data) if data.get("object") == "response" else EVENTS.validate_python(data)
+
+
+def test_create_retrieve_input_items_delete(client: Any) -> None:
+    made = client.responses.create(model="echo", input="hello there friend", metadata={"k": "v"})
+    as_sdk(made)
+    assert made.status == "completed" and made.output[0].content[0].text == "hello there friend"
+    assert made.usage.total_tokens > 0 and made.metadata == {"k": "v"}
+    assert client.responses.retrieve(made.id).output[0].content[0].text == "hello there friend"
+    items = client.responses.input_items.list(made.id)
+    assert [i.type if hasattr(i, "type") else i["type"] for i in items] == ["message"]
+    client.responses.delete(made.id)  # the openai SDK returns None for it
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(made.id)
+
+
+def test_stream_follows_openais_order(client: Any) -> None:
+    events = list(client.responses.create(model="echo", input="one two three", stream=True))
+    typed = [as_sdk(e) for e in events]
+    assert [e.sequence_number for e in typed] == list(range(len(typed)))
+    kinds = [e.type for e in typed]
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
+                          "response.completed"]
+    assert "".join(e.delta for e in typed if e.type == "response.output_text.delta") == "one two three"
+    assert sum(k in ("response.completed", "response.incomplete", "response.failed") for k in kinds) == 1
+
+
+def test_function_call_round_trip_with_previous_response_id(client: Any) -> None:
+    first = client.responses.create(model="echo", input="what is the weather? use get_weather", tools=WEATHER)
+    call = first.output[0]
+    assert call.type == "function_call" and call.name == "get_weather" and json.loads(call.arguments)
+    second = client.responses.create(model="echo", previous_response_id=first.id, tools=WEATHER, input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert second.status == "completed" and second.previous_response_id == first.id
+    third = client.responses.create(model="echo", previous_response_id=second.id, input="and tomorrow")
+    assert third.output[0].content[0].text == "and tomorrow"
+    branch = client.responses.create(model="echo", previous_response_id=first.id, tools=WEATHER, input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": "rain"}])  # branching from turn 1
+    assert branch.id != second.id and branch.status == "completed"
+
+
+def test_max_output_tokens_is_incomplete(client: Any) -> None:
+    out = client.responses.create(model="echo", input="a b c d e f g h", max_output_tokens=3)
+    assert out.status == "incomplete" and out.incomplete_details.reason == "max_output_tokens"
+    assert out.output[0].content[0].text == "a b c"
+
+
+def test_json_schema_output(client: Any) -> None:
+    schema = {"type": "object", "properties": {"echo": {"type": "string"}}}
+    out = client.responses.create(model="echo", input="structured", text={
+        "format": {"type": "json_schema", "name": "e", "schema": schema}})
+    assert json.loads(out.output[0].content[0].text) == {"echo": "structured"}
+
+
+def test_store_false_is_not_kept(client: Any) -> None:
+    out = client.responses.create(model="echo", input="ephemeral", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(out.id)
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input": "x", "bogus": 1}, "bogus"),
+    ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input.0.role"),
+    ({"input": [{"type": "web_search_call"}]}, "input.0.type"),
+    ({"input": "x", "tool_choice": {"type": "function", "name": "f"}}, "tool_choice"),
+    ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+])
+def test_bad_input_is_a_400_naming_the_field(client: Any, body: dict[str, Any], param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        if isinstance(client, LibraryClient):
+            client.responses.create(model="echo", **body)
+        else:
+            client.post("/responses", body={"model": "echo", **body}, cast_to=object)
+    assert err.value.param == param
+
+
+def test_an_unknown_previous_response_is_a_404(client: Any) -> None:
+    with pytest.raises(openai.NotFoundError, match="resp_nope"):
+        client.responses.create(model="echo", input="x", previous_response_id="resp_nope")
+
+
+def test_sdk_stream_helper(tmp_path: Path) -> None:
+    with LiveServer(fake_stack_config(tmp_path)) as server, \
+            openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0) as sdk, \
+            sdk.responses.stream(model="echo", input="helper checks the order") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert final.output_text == "helper checks the order" and kinds[-1] == "response.completed"
+
+
+def test_responses_survive_a_restart(tmp_path: Path) -> None:
+    with LibraryClient(fake_stack_config(tmp_path)) as client:
+        made = client.responses.create(model="echo", input="kept across restarts")
+    with LibraryClient(fake_stack_config(tmp_path)) as client:
+        assert client.responses.retrieve(made.id).output[0].content[0].text == "kept across restarts"
+        follow = client.responses.create(model="echo", input="next", previous_response_id=made.id)
+        assert follow.status == "completed"
