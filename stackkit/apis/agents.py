@@ -67,6 +67,8 @@ class CreateResponseRequest(BaseModel):
     metadata: Metadata = Field(default_factory=dict, max_length=16)
     user: str | None = None
     guardrails: list[str] | None = None
+    conversation: str | dict[str, Any] | None = Field(default=None, description="a conversation whose items "
+                                                      "are the context, and which the turn is added to")
 
 
 class OutputText(_Open):
@@ -162,12 +164,63 @@ class InputItemsRequest(BaseModel):
     order: Literal["asc", "desc"] = "desc"
 
 
+class ConversationItem(_Open):
+    """An item of a conversation (a message, a function call or its output), as it was added."""
+
+    id: str
+    type: str
+
+
 class InputItemList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[dict[str, Any]]
+    data: list[ConversationItem]
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
+
+
+class ConversationObject(_Open):
+    id: str
+    object: Literal["conversation"] = "conversation"
+    created_at: int
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class CreateConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    metadata: Metadata = Field(default_factory=dict, max_length=16)
+
+
+class ConversationIdRequest(BaseModel):
+    conversation_id: str
+
+
+class UpdateConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str
+    metadata: Metadata = Field(max_length=16)
+
+
+class AddItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=20)
+
+
+class ListItemsRequest(BaseModel):
+    conversation_id: str
+    after: str | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+
+
+class ItemRequest(BaseModel):
+    conversation_id: str
+    item_id: str
 
 
 @runtime_checkable
@@ -190,4 +243,44 @@ class Agents(Protocol):
     @route("GET", "/v1/responses/{response_id}/input_items", sdk="responses.input_items.list")
     async def list_input_items(self, request: InputItemsRequest) -> InputItemList:
         """The input items of a stored response."""
+        ...
+
+    @route("POST", "/v1/conversations", sdk="conversations.create")
+    async def create_conversation(self, request: CreateConversationRequest) -> ConversationObject:
+        """Create a conversation, optionally with its first items."""
+        ...
+
+    @route("GET", "/v1/conversations/{conversation_id}", sdk="conversations.retrieve")
+    async def get_conversation(self, request: ConversationIdRequest) -> ConversationObject:
+        """Get a conversation."""
+        ...
+
+    @route("POST", "/v1/conversations/{conversation_id}", sdk="conversations.update")
+    async def update_conversation(self, request: UpdateConversationRequest) -> ConversationObject:
+        """Replace a conversation's metadata."""
+        ...
+
+    @route("DELETE", "/v1/conversations/{conversation_id}", sdk="conversations.delete")
+    async def delete_conversation(self, request: ConversationIdRequest) -> DeleteResponse:
+        """Delete a conversation and its items."""
+        ...
+
+    @route("POST", "/v1/conversations/{conversation_id}/items", sdk="conversations.items.create")
+    async def add_conversation_items(self, request: AddItemsRequest) -> InputItemList:
+        """Add items to a conversation."""
+        ...
+
+    @route("GET", "/v1/conversations/{conversation_id}/items", sdk="conversations.items.list")
+    async def list_conversation_items(self, request: ListItemsRequest) -> InputItemList:
+        """List a conversation's items."""
+        ...
+
+    @route("GET", "/v1/conversations/{conversation_id}/items/{item_id}", sdk="conversations.items.retrieve")
+    async def get_conversation_item(self, request: ItemRequest) -> ConversationItem:
+        """Get one item of a conversation."""
+        ...
+
+    @route("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}", sdk="conversations.items.delete")
+    async def delete_conversation_item(self, request: ItemRequest) -> ConversationObject:
+        """Delete one item of a conversation."""
         ...

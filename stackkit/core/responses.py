@@ -34,6 +34,7 @@ from stackkit.apis.agents import (
 )
 from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
+from stackkit.core.conversations import ConversationsAPI
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
@@ -106,13 +107,14 @@ class _Events:
         return event
 
 
-class ResponsesService:
-    """The Agents API: Responses over the Inference router, stored in the stack's sqlite store."""
+class ResponsesService(ConversationsAPI):
+    """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
 
     def __init__(self, inference: Inference, db: SqliteDB) -> None:
         self.inference = inference
         self.db = db
         db.run_sync(lambda conn: conn.execute(SCHEMA))
+        self._create_conversation_tables()
 
     async def shutdown(self) -> None:
         await self.db.close()
@@ -138,12 +140,15 @@ class ResponsesService:
         history: list[dict[str, Any]] = []
         if request.previous_response_id:
             history = json.loads((await self._row(request.previous_response_id))[2])  # one query, any depth
+        conversation = self._conversation_id(request)
+        if conversation is not None:
+            history = await self.conversation_items(conversation)
         items = input_items(request)
         context = [*history, *items]
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
         stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
             context, request.instructions)))
-        events = Stream(self._turn(request, items, context, stream), lambda: aclose(stream))
+        events = Stream(self._turn(request, items, context, stream, conversation), lambda: aclose(stream))
         if request.stream:
             return events
         final: ResponseObject | None = None
@@ -155,6 +160,19 @@ class ResponsesService:
             await events.aclose()
         assert final is not None
         return final
+
+    @staticmethod
+    def _conversation_id(request: CreateResponseRequest) -> str | None:
+        if request.conversation is None:
+            return None
+        if request.previous_response_id is not None:
+            raise InvalidRequestError("conversation and previous_response_id cannot be used together; send one.",
+                                      param="conversation")
+        ident = request.conversation if isinstance(request.conversation, str) else request.conversation.get("id")
+        if not isinstance(ident, str) or not ident:
+            raise InvalidRequestError("conversation must be a conversation id or {\"id\": ...}; pass its id.",
+                                      param="conversation")
+        return ident
 
     @staticmethod
     def _check(request: CreateResponseRequest) -> None:
@@ -197,7 +215,7 @@ class ResponsesService:
             text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user, **extra)
 
     async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
-                    stream: Any) -> AsyncIterator[ResponseEvent]:
+                    stream: Any, conversation: str | None) -> AsyncIterator[ResponseEvent]:
         event = _Events()
         response_id, created = _id("resp"), int(time.time())
         yield event("response.created", response=self._response(request, response_id, created, "in_progress", []))
@@ -224,6 +242,8 @@ class ResponsesService:
                                incomplete_details=details)
         if request.store:  # written before the terminal event: nothing is acknowledged that was not stored
             await self._store(final, items, [*context, *(o.model_dump() for o in output)])
+        if conversation is not None:
+            await self.append_items(conversation, [*items, *(o.model_dump() for o in output)])
         yield event(f"response.{status}", response=final)
 
     async def _output_events(self, stream: Any, output: list[Any], event: _Events) -> AsyncIterator[Any]:

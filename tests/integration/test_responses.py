@@ -36,7 +36,7 @@ def test_create_retrieve_input_items_delete(client: Any) -> None:
     assert made.usage.total_tokens > 0 and made.metadata == {"k": "v"}
     assert client.responses.retrieve(made.id).output[0].content[0].text == "hello there friend"
     items = client.responses.input_items.list(made.id)
-    assert [i.type if hasattr(i, "type") else i["type"] for i in items] == ["message"]
+    assert [i.type for i in items] == ["message"]
     client.responses.delete(made.id)  # the openai SDK returns None for it
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(made.id)
@@ -125,3 +125,40 @@ def test_responses_survive_a_restart(tmp_path: Path) -> None:
         assert client.responses.retrieve(made.id).output[0].content[0].text == "kept across restarts"
         follow = client.responses.create(model="echo", input="next", previous_response_id=made.id)
         assert follow.status == "completed"
+
+
+def test_conversations_crud_and_turns(client: Any) -> None:
+    conv = client.conversations.create(metadata={"topic": "demo"},
+                                       items=[{"type": "message", "role": "user", "content": "my name is Ada"}])
+    assert conv.id.startswith("conv_") and conv.metadata == {"topic": "demo"}
+    first = client.responses.create(model="echo", input="remember me", conversation=conv.id)
+    second = client.responses.create(model="echo", input="who am I", conversation=conv.id)
+    assert first.status == second.status == "completed"
+    items = list(client.conversations.items.list(conv.id, order="asc"))
+    texts = [(i.type, i.role) for i in items]
+    assert texts == [("message", "user"), ("message", "user"), ("message", "assistant"), ("message", "user"),
+                     ("message", "assistant")]
+    added = client.conversations.items.create(conv.id, items=[{"type": "message", "role": "user", "content": "hi"}])
+    item_id = added.data[0].id
+    assert client.conversations.items.retrieve(item_id, conversation_id=conv.id).id == item_id
+    client.conversations.items.delete(item_id, conversation_id=conv.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.retrieve(item_id, conversation_id=conv.id)
+    assert client.conversations.update(conv.id, metadata={"topic": "changed"}).metadata == {"topic": "changed"}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="echo", input="x", conversation=conv.id, previous_response_id=first.id)
+    assert err.value.param == "conversation"
+    client.conversations.delete(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conv.id)
+
+
+def test_the_models_guardrails_apply_to_responses(tmp_path: Path) -> None:
+    from tests.integration.test_guardrails import LEAK, stack_config
+
+    with LibraryClient(stack_config()) as client:
+        with pytest.raises(openai.BadRequestError, match="Blocked by guardrail 'pii'"):
+            client.responses.create(model="guarded", input="mail me at a@b.io", guardrails=[])
+        events = list(client.responses.create(model="redacted", input="please leak it", stream=True))
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert "bob@" not in text and "[EMAIL]" in text and LEAK.split("bob")[0] in text

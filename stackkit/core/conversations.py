@@ -1,0 +1,141 @@
+"""Conversations (OpenAI's Conversations API): durable lists of items that Responses turns read as their
+context and append to. Items live in the stack's sqlite store, one row each, read back in one query."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from stackkit.apis.agents import (
+    AddItemsRequest,
+    ConversationIdRequest,
+    ConversationItem,
+    ConversationObject,
+    CreateConversationRequest,
+    InputItemList,
+    ItemRequest,
+    ListItemsRequest,
+    UpdateConversationRequest,
+)
+from stackkit.apis.datatypes import DeleteResponse
+from stackkit.core.sqlite import SqliteDB
+from stackkit.errors import NotFoundError
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
+    "metadata TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS conversation_items (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "item_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversation_id, seq))",
+]
+
+
+def stored_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as a conversation keeps it (messages carry a status, as OpenAI's do)."""
+    kept = {"id": item.get("id") or f"msg_{uuid.uuid4().hex}", **item}
+    if kept.get("type", "message") == "message":
+        kept.setdefault("type", "message")
+        kept.setdefault("status", "completed")
+        if isinstance(kept.get("content"), str):
+            part = "output_text" if kept.get("role") == "assistant" else "input_text"
+            kept["content"] = [{"type": part, "text": kept["content"]}]
+    return kept
+
+
+class ConversationsAPI:
+    """The Conversations half of the Agents API (mixed into the Responses service, which shares its store)."""
+
+    db: SqliteDB
+
+    def _create_conversation_tables(self) -> None:
+        def create(conn: Any) -> None:
+            for statement in SCHEMA:
+                conn.execute(statement)
+
+        self.db.run_sync(create)
+
+    async def _conversation(self, conversation_id: str) -> ConversationObject:
+        rows = await self.db.execute("SELECT created_at, metadata FROM conversations WHERE id = ?", (conversation_id,))
+        if not rows:
+            raise NotFoundError(f"Conversation '{conversation_id}' not found; create it with POST /v1/conversations.",
+                                code="conversation_not_found", param="conversation_id")
+        return ConversationObject(id=conversation_id, created_at=rows[0][0], metadata=json.loads(rows[0][1]))
+
+    async def conversation_items(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every item, oldest first (the context of a turn in this conversation)."""
+        await self._conversation(conversation_id)
+        rows = await self.db.execute("SELECT body FROM conversation_items WHERE conversation_id = ? ORDER BY seq",
+                                     (conversation_id,))
+        return [json.loads(r[0]) for r in rows]
+
+    async def append_items(self, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = [stored_item(i) for i in items]
+
+        def insert(conn: Any) -> None:
+            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM conversation_items WHERE conversation_id = ?",
+                                   (conversation_id,)).fetchone()
+            conn.executemany("INSERT INTO conversation_items VALUES (?, ?, ?, ?)", [
+                (conversation_id, last + 1 + i, item["id"], json.dumps(item)) for i, item in enumerate(kept)])
+
+        await self.db.run(insert)
+        return kept
+
+    async def create_conversation(self, request: CreateConversationRequest) -> ConversationObject:
+        conversation = ConversationObject(id=f"conv_{uuid.uuid4().hex}", created_at=int(time.time()),
+                                          metadata=request.metadata)
+        await self.db.execute("INSERT INTO conversations VALUES (?, ?, ?)",
+                              (conversation.id, conversation.created_at, json.dumps(conversation.metadata)))
+        if request.items:
+            await self.append_items(conversation.id, request.items)
+        return conversation
+
+    async def get_conversation(self, request: ConversationIdRequest) -> ConversationObject:
+        return await self._conversation(request.conversation_id)
+
+    async def update_conversation(self, request: UpdateConversationRequest) -> ConversationObject:
+        await self._conversation(request.conversation_id)
+        await self.db.execute("UPDATE conversations SET metadata = ? WHERE id = ?",
+                              (json.dumps(request.metadata), request.conversation_id))
+        return await self._conversation(request.conversation_id)
+
+    async def delete_conversation(self, request: ConversationIdRequest) -> DeleteResponse:
+        await self._conversation(request.conversation_id)
+
+        def delete(conn: Any) -> None:
+            conn.execute("DELETE FROM conversation_items WHERE conversation_id = ?", (request.conversation_id,))
+            conn.execute("DELETE FROM conversations WHERE id = ?", (request.conversation_id,))
+
+        await self.db.run(delete)
+        return DeleteResponse(id=request.conversation_id, object="conversation.deleted")
+
+    async def add_conversation_items(self, request: AddItemsRequest) -> InputItemList:
+        await self._conversation(request.conversation_id)
+        kept = await self.append_items(request.conversation_id, request.items)
+        return InputItemList(data=kept, first_id=kept[0]["id"], last_id=kept[-1]["id"], has_more=False)
+
+    async def list_conversation_items(self, request: ListItemsRequest) -> InputItemList:
+        items = await self.conversation_items(request.conversation_id)
+        if request.order == "desc":
+            items.reverse()
+        ids = [i["id"] for i in items]
+        if request.after in ids:
+            items = items[ids.index(request.after) + 1:]
+        page = items[: request.limit]
+        return InputItemList(data=page, first_id=page[0]["id"] if page else None,
+                             last_id=page[-1]["id"] if page else None, has_more=len(items) > len(page))
+
+    async def get_conversation_item(self, request: ItemRequest) -> ConversationItem:
+        await self._conversation(request.conversation_id)
+        rows = await self.db.execute("SELECT body FROM conversation_items WHERE conversation_id = ? AND item_id = ?",
+                                     (request.conversation_id, request.item_id))
+        if not rows:
+            raise NotFoundError(f"Item '{request.item_id}' is not in conversation '{request.conversation_id}'; list "
+                                "its items with GET .../items.", code="item_not_found", param="item_id")
+        return ConversationItem.model_validate(json.loads(rows[0][0]))
+
+    async def delete_conversation_item(self, request: ItemRequest) -> ConversationObject:
+        await self.get_conversation_item(request)
+        await self.db.execute("DELETE FROM conversation_items WHERE conversation_id = ? AND item_id = ?",
+                              (request.conversation_id, request.item_id))
+        return await self._conversation(request.conversation_id)
