@@ -43,6 +43,18 @@ def stored_item(item: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def item_page(items: list[dict[str, Any]], order: str, after: str | None, limit: int) -> InputItemList:
+    """A page of items (oldest first in `items`) as OpenAI lists them: by order, after an id, up to limit."""
+    if order == "desc":
+        items = items[::-1]
+    ids = [i["id"] for i in items]
+    if after in ids:
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return InputItemList(data=page, first_id=page[0]["id"] if page else None,  # type: ignore[arg-type]
+                         last_id=page[-1]["id"] if page else None, has_more=len(items) > len(page))
+
+
 class ConversationsAPI:
     """The Conversations half of the Agents API (mixed into the Responses service, which shares its store)."""
 
@@ -116,14 +128,7 @@ class ConversationsAPI:
 
     async def list_conversation_items(self, request: ListItemsRequest) -> InputItemList:
         items = await self.conversation_items(request.conversation_id)
-        if request.order == "desc":
-            items.reverse()
-        ids = [i["id"] for i in items]
-        if request.after in ids:
-            items = items[ids.index(request.after) + 1:]
-        page = items[: request.limit]
-        return InputItemList(data=page, first_id=page[0]["id"] if page else None,
-                             last_id=page[-1]["id"] if page else None, has_more=len(items) > len(page))
+        return item_page(items, request.order, request.after, request.limit)
 
     async def get_conversation_item(self, request: ItemRequest) -> ConversationItem:
         await self._conversation(request.conversation_id)

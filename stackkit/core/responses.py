@@ -34,7 +34,7 @@ from stackkit.apis.agents import (
 )
 from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
-from stackkit.core.conversations import ConversationsAPI
+from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
@@ -322,11 +322,4 @@ class ResponsesService(ConversationsAPI):
 
     async def list_input_items(self, request: InputItemsRequest) -> InputItemList:
         items: list[dict[str, Any]] = json.loads((await self._row(request.response_id))[1])
-        if request.order == "desc":
-            items.reverse()
-        ids = [i["id"] for i in items]
-        if request.after in ids:
-            items = items[ids.index(request.after) + 1:]
-        page = items[: request.limit]
-        return InputItemList(data=page, first_id=page[0]["id"] if page else None,
-                             last_id=page[-1]["id"] if page else None, has_more=len(items) > len(page))
+        return item_page(items, request.order, request.after, request.limit)
