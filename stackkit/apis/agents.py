@@ -8,7 +8,7 @@ with ``event: <type>`` lines (the route's framing), every event numbered from 0.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,19 @@ class FunctionTool(_Open):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class FileSearchTool(_Open):
+    """Search stackkit's vector stores: the model asks, the server searches, and the answer cites files."""
+
+    type: Literal["file_search"] = "file_search"
+    vector_store_ids: list[str] = Field(min_length=1)
+    max_num_results: int = Field(default=10, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+    ranking_options: dict[str, Any] | None = None
+
+
+Tool = Annotated[FunctionTool | FileSearchTool, Field(discriminator="type")]
 
 
 class TextFormat(_Open):
@@ -55,9 +68,11 @@ class CreateResponseRequest(BaseModel):
     input: str | list[dict[str, Any]] = Field(min_length=1)
     instructions: str | None = None
     previous_response_id: str | None = None
-    tools: list[FunctionTool] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    include: list[Literal["file_search_call.results"]] = Field(default_factory=list)
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -71,10 +86,17 @@ class CreateResponseRequest(BaseModel):
                                                       "are the context, and which the turn is added to")
 
 
+class FileCitation(_Open):
+    type: Literal["file_citation"] = "file_citation"
+    file_id: str
+    filename: str
+    index: int
+
+
 class OutputText(_Open):
     type: Literal["output_text"] = "output_text"
     text: str
-    annotations: list[Any] = Field(default_factory=list)
+    annotations: list[FileCitation] = Field(default_factory=list)
     logprobs: list[Any] = Field(default_factory=list)
 
 
@@ -93,6 +115,22 @@ class FunctionCallItem(_Open):
     name: str
     arguments: str
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
+
+
+class FileSearchResult(_Open):
+    file_id: str | None = None
+    filename: str | None = None
+    score: float | None = None
+    text: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class FileSearchCallItem(_Open):
+    id: str
+    type: Literal["file_search_call"] = "file_search_call"
+    queries: list[str]
+    status: Literal["in_progress", "searching", "completed", "incomplete", "failed"] = "completed"
+    results: list[FileSearchResult] | None = None
 
 
 class InputTokensDetails(_Open):
@@ -127,10 +165,10 @@ class ResponseObject(_Open):
     created_at: int
     status: Literal["completed", "failed", "in_progress", "incomplete", "cancelled", "queued"]
     model: str
-    output: list[OutputMessage | FunctionCallItem] = Field(default_factory=list)
+    output: list[OutputMessage | FunctionCallItem | FileSearchCallItem] = Field(default_factory=list)
     instructions: str | None = None
     previous_response_id: str | None = None
-    tools: list[FunctionTool] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
     tool_choice: Any = "auto"
     parallel_tool_calls: bool = True
     temperature: float | None = None

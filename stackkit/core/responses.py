@@ -20,6 +20,9 @@ from typing import Any
 
 from stackkit.apis.agents import (
     CreateResponseRequest,
+    FileCitation,
+    FileSearchCallItem,
+    FileSearchTool,
     FunctionCallItem,
     IncompleteDetails,
     InputItemList,
@@ -34,9 +37,11 @@ from stackkit.apis.agents import (
 )
 from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
+from stackkit.apis.vector_io import VectorIO
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
+from stackkit.core.tools import FILE_SEARCH, FILE_SEARCH_FUNCTION, check_server_tools, run_file_search
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
@@ -95,6 +100,15 @@ def to_messages(context: list[dict[str, Any]], instructions: str | None) -> list
     return messages
 
 
+MAX_TOOL_CALLS = 8  # server-side tool calls in one response unless max_tool_calls says otherwise
+
+
+def _add(total: ResponseUsage, step: ResponseUsage) -> ResponseUsage:
+    return ResponseUsage(input_tokens=total.input_tokens + step.input_tokens,
+                         output_tokens=total.output_tokens + step.output_tokens,
+                         total_tokens=total.total_tokens + step.total_tokens)
+
+
 class _Events:
     """Numbers events from 0, in the order they are made."""
 
@@ -110,8 +124,9 @@ class _Events:
 class ResponsesService(ConversationsAPI):
     """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
 
-    def __init__(self, inference: Inference, db: SqliteDB) -> None:
+    def __init__(self, inference: Inference, db: SqliteDB, vector_io: VectorIO | None = None) -> None:
         self.inference = inference
+        self.vector_io = vector_io
         self.db = db
         db.run_sync(lambda conn: conn.execute(SCHEMA))
         self._create_conversation_tables()
@@ -174,8 +189,11 @@ class ResponsesService(ConversationsAPI):
                                       param="conversation")
         return ident
 
-    @staticmethod
-    def _check(request: CreateResponseRequest) -> None:
+    def _check(self, request: CreateResponseRequest) -> None:
+        check_server_tools(request.tools, self.vector_io)
+        if sum(isinstance(t, FileSearchTool) for t in request.tools) > 1:
+            raise InvalidRequestError("Give one file_search tool; list every store in its vector_store_ids.",
+                                      param="tools")
         if isinstance(request.tool_choice, dict):
             raise InvalidRequestError("tool_choice naming a tool is not supported yet; use none, auto or required.",
                                       param="tool_choice")
@@ -191,7 +209,8 @@ class ResponsesService(ConversationsAPI):
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
         if request.tools:
-            body["tools"] = [{"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
+            body["tools"] = [FILE_SEARCH_FUNCTION if isinstance(t, FileSearchTool) else
+                             {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
                              for t in request.tools]
             body["tool_choice"] = request.tool_choice
             body["parallel_tool_calls"] = request.parallel_tool_calls
@@ -221,13 +240,27 @@ class ResponsesService(ConversationsAPI):
         yield event("response.created", response=self._response(request, response_id, created, "in_progress", []))
         yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
         output: list[Any] = []
+        messages = to_messages(context, request.instructions)
+        citations: list[dict[str, Any]] = []
+        finish, usage, steps = None, ResponseUsage(), 0
         try:
-            finish, usage = None, ResponseUsage()
-            async for ev in self._output_events(stream, output, event):
-                if isinstance(ev, tuple):
-                    finish, usage = ev
-                else:
+            while True:  # model step; server-side tool calls; again, until an answer or a client function call
+                server_calls: list[FunctionCallItem] = []
+                async for ev in self._output_events(stream, output, event, server_calls, citations):
+                    if isinstance(ev, tuple):
+                        finish, step_usage = ev
+                        usage = _add(usage, step_usage)
+                    else:
+                        yield ev
+                steps += len(server_calls)
+                if not server_calls or finish == "length":
+                    break
+                if steps > (request.max_tool_calls or MAX_TOOL_CALLS):
+                    finish = "length"
+                    break
+                async for ev in self._run_server_tools(request, server_calls, output, messages, citations, event):
                     yield ev
+                stream = await self.inference.chat_completion(self._chat_request(request, messages))
         except StackkitError as exc:  # the upstream failed mid-stream
             failed = self._response(request, response_id, created, "failed", output,
                                     error=ResponseError(code=exc.code or exc.error_type, message=exc.message))
@@ -238,6 +271,10 @@ class ResponsesService(ConversationsAPI):
         status = "incomplete" if finish in ("length", "content_filter") else "completed"
         details = IncompleteDetails(reason="max_output_tokens" if finish == "length" else "content_filter") \
             if status == "incomplete" else None
+        if "file_search_call.results" not in request.include:
+            for item in output:
+                if isinstance(item, FileSearchCallItem):
+                    item.results = None
         final = self._response(request, response_id, created, status, output, usage=usage,
                                incomplete_details=details)
         if request.store:  # written before the terminal event: nothing is acknowledged that was not stored
@@ -246,9 +283,35 @@ class ResponsesService(ConversationsAPI):
             await self.append_items(conversation, [*items, *(o.model_dump() for o in output)])
         yield event(f"response.{status}", response=final)
 
-    async def _output_events(self, stream: Any, output: list[Any], event: _Events) -> AsyncIterator[Any]:
-        """Events for a chat stream's text and tool calls, appending the finished items to `output`;
-        the last thing yielded is (finish_reason, usage)."""
+    async def _run_server_tools(self, request: CreateResponseRequest, calls: list[FunctionCallItem],
+                                output: list[Any], messages: list[dict[str, Any]], citations: list[dict[str, Any]],
+                                event: _Events) -> AsyncIterator[ResponseEvent]:
+        """Run the model's file_search calls: their events and output items, and their results for the model."""
+        tool = next(t for t in request.tools if isinstance(t, FileSearchTool))
+        assert self.vector_io is not None
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls]})
+        for call in calls:
+            index = len(output)
+            pending = FileSearchCallItem(id=_id("fs"), queries=[], status="in_progress")
+            yield event("response.output_item.added", output_index=index, item=pending.model_dump())
+            yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
+            yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
+            item, text, found = await run_file_search(tool, call.arguments, self.vector_io)
+            item.id = pending.id
+            output.append(item)
+            citations += [c for c in found if c["file_id"] not in {x["file_id"] for x in citations}]
+            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": text})
+            yield event("response.file_search_call.completed", item_id=item.id, output_index=index)
+            yield event("response.output_item.done", output_index=index,
+                        item=item.model_dump(exclude={"results"} if "file_search_call.results" not in request.include
+                                             else set()))
+
+    async def _output_events(self, stream: Any, output: list[Any], event: _Events, server_calls: list[FunctionCallItem],
+                             citations: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        """Events for a chat stream's text and tool calls, appending the finished items to `output` (calls of
+        server-side tools go to `server_calls` instead); the last thing yielded is (finish_reason, usage)."""
         message: OutputMessage | None = None
         calls: dict[int, FunctionCallItem] = {}
         finish, usage = None, ResponseUsage()
@@ -281,18 +344,25 @@ class ResponsesService(ConversationsAPI):
                         calls[call.index] = FunctionCallItem(id=_id("fc"), call_id=call.id or _id("call"),
                                                              name=fn.name if fn and fn.name else "", arguments="",
                                                              status="in_progress")
-                        yield event("response.output_item.added", output_index=index,
-                                    item=calls[call.index].model_dump())
+                        if calls[call.index].name != FILE_SEARCH:
+                            yield event("response.output_item.added", output_index=index,
+                                        item=calls[call.index].model_dump())
                     if call.function is not None and call.function.arguments:
                         calls[call.index].arguments += call.function.arguments
-                        yield event("response.function_call_arguments.delta", item_id=calls[call.index].id,
-                                    output_index=index, delta=call.function.arguments)
+                        if calls[call.index].name != FILE_SEARCH:
+                            yield event("response.function_call_arguments.delta", item_id=calls[call.index].id,
+                                        output_index=index, delta=call.function.arguments)
                 if choice.finish_reason is not None:
                     finish = choice.finish_reason
         if message is not None:
+            message.content[0].annotations = [FileCitation(**{**c, "index": len(message.content[0].text)})
+                                              for c in citations]
             for ev in self._close_message(message, output, event):
                 yield ev
         for item in calls.values():
+            if item.name == FILE_SEARCH:
+                server_calls.append(item)
+                continue
             item.status = "completed"
             index = len(output)
             output.append(item)

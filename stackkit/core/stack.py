@@ -122,7 +122,8 @@ class Stack:
                 inference.guardrails = Guardrails(self.impls[Api.safety],
                                                   int(self.config.safety.get("stream_check_chars", 200)),
                                                   int(self.config.safety.get("stream_holdback_chars", 48)))
-        self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"))
+        self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"),
+                                                  self.impls.get(Api.vector_io))
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:

@@ -162,3 +162,32 @@ def test_the_models_guardrails_apply_to_responses(tmp_path: Path) -> None:
         events = list(client.responses.create(model="redacted", input="please leak it", stream=True))
         text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         assert "bob@" not in text and "[EMAIL]" in text and LEAK.split("bob")[0] in text
+
+
+def test_file_search_answers_with_citations(client: Any) -> None:
+    import time
+
+    doc = client.files.create(file=("cats.txt", b"Cats purr when they are happy and sleep most of the day."),
+                              purpose="assistants")
+    other = client.files.create(file=("tax.txt", b"The tax filing deadline is in April."), purpose="assistants")
+    store = client.vector_stores.create(name="kb", file_ids=[doc.id, other.id])
+    for _ in range(200):
+        if client.vector_stores.retrieve(store.id).file_counts.completed == 2:
+            break
+        time.sleep(0.02)
+    tools = [{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 1}]
+    out = client.responses.create(model="echo", input="use file_search: why do cats purr", tools=tools,
+                                  include=["file_search_call.results"])
+    as_sdk(out)
+    search, answer = out.output
+    assert search.type == "file_search_call" and search.status == "completed" and search.queries
+    assert [r.filename for r in search.results] == ["cats.txt"]
+    assert answer.type == "message" and "Cats purr" in answer.content[0].text
+    assert [(a.type, a.file_id) for a in answer.content[0].annotations] == [("file_citation", doc.id)]
+    without = client.responses.create(model="echo", input="use file_search: cats", tools=tools)
+    assert without.output[0].results is None  # results only when include asks for them
+    events = [e.type for e in client.responses.create(model="echo", input="use file_search: cats", tools=tools,
+                                                      stream=True)]
+    assert events[2:7] == ["response.output_item.added", "response.file_search_call.in_progress",
+                           "response.file_search_call.searching", "response.file_search_call.completed",
+                           "response.output_item.done"]

@@ -42,6 +42,7 @@ from stackkit.apis.inference import (
     ToolCall,
     ToolCallDelta,
     ToolCallDeltaFunction,
+    ToolMessage,
     Usage,
     UserMessage,
     content_text,
@@ -99,6 +100,9 @@ class FakeInference:
         ]
 
     def _reply(self, request: ChatCompletionRequest) -> tuple[str, str, list[ToolCall] | None]:
+        last = request.messages[-1]
+        if isinstance(last, ToolMessage):  # answer from the tool's result, as a model would
+            return f"From the tools: {content_text(last.content)[:200]}", "stop", None
         users = [m for m in request.messages if isinstance(m, UserMessage)]
         text = content_text(users[-1].content) if users else ""
         if "FAIL_NOW" in text:
