@@ -42,7 +42,26 @@ class FileSearchTool(_Open):
     ranking_options: dict[str, Any] | None = None
 
 
-Tool = Annotated[FunctionTool | FileSearchTool, Field(discriminator="type")]
+class McpTool(_Open):
+    """Tools of a remote MCP server (streamable HTTP): listed at the start of the turn, run by the server."""
+
+    type: Literal["mcp"] = "mcp"
+    server_label: str = Field(min_length=1, max_length=64)
+    server_url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    require_approval: Literal["never"] | None = Field(default=None, description="approval flows are not "
+                                                      "supported yet: only 'never'")
+
+    def allowed(self) -> set[str] | None:
+        if self.allowed_tools is None:
+            return None
+        names = self.allowed_tools if isinstance(self.allowed_tools, list) else self.allowed_tools.get("tool_names")
+        return set(names or [])
+
+
+Tool = Annotated[FunctionTool | FileSearchTool | McpTool, Field(discriminator="type")]
 
 
 class TextFormat(_Open):
@@ -133,6 +152,32 @@ class FileSearchCallItem(_Open):
     results: list[FileSearchResult] | None = None
 
 
+class McpListedTool(_Open):
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    annotations: dict[str, Any] | None = None
+
+
+class McpListToolsItem(_Open):
+    id: str
+    type: Literal["mcp_list_tools"] = "mcp_list_tools"
+    server_label: str
+    tools: list[McpListedTool] = Field(default_factory=list)
+    error: str | None = None
+
+
+class McpCallItem(_Open):
+    id: str
+    type: Literal["mcp_call"] = "mcp_call"
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None = None
+    error: str | None = None
+    status: Literal["in_progress", "completed", "incomplete", "failed"] = "completed"
+
+
 class InputTokensDetails(_Open):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
@@ -165,7 +210,8 @@ class ResponseObject(_Open):
     created_at: int
     status: Literal["completed", "failed", "in_progress", "incomplete", "cancelled", "queued"]
     model: str
-    output: list[OutputMessage | FunctionCallItem | FileSearchCallItem] = Field(default_factory=list)
+    output: list[OutputMessage | FunctionCallItem | FileSearchCallItem | McpListToolsItem | McpCallItem] = Field(
+        default_factory=list)
     instructions: str | None = None
     previous_response_id: str | None = None
     tools: list[Tool] = Field(default_factory=list)

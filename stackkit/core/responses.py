@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from stackkit.apis.agents import (
@@ -27,6 +28,9 @@ from stackkit.apis.agents import (
     IncompleteDetails,
     InputItemList,
     InputItemsRequest,
+    McpCallItem,
+    McpListToolsItem,
+    McpTool,
     OutputMessage,
     OutputText,
     ResponseError,
@@ -41,7 +45,15 @@ from stackkit.apis.vector_io import VectorIO
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
-from stackkit.core.tools import FILE_SEARCH, FILE_SEARCH_FUNCTION, check_server_tools, run_file_search
+from stackkit.core.tools import (
+    FILE_SEARCH,
+    FILE_SEARCH_FUNCTION,
+    call_mcp_tool,
+    check_server_tools,
+    list_mcp_tools,
+    mcp_functions,
+    run_file_search,
+)
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
@@ -98,6 +110,37 @@ def to_messages(context: list[dict[str, Any]], instructions: str | None) -> list
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": str(item.get("output", ""))})
     return messages
+
+
+@dataclass
+class _TurnTools:
+    """The tools of one turn: what the model is offered, and which of them the server runs."""
+
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    file_search: FileSearchTool | None = None
+    mcp: dict[str, McpTool] = field(default_factory=dict)  # tool name -> the server it came from
+    listings: list[McpListToolsItem] = field(default_factory=list)
+
+    @property
+    def server_names(self) -> set[str]:
+        return {*self.mcp, *([FILE_SEARCH] if self.file_search is not None else [])}
+
+
+async def turn_tools(request: CreateResponseRequest) -> _TurnTools:
+    tools = _TurnTools()
+    for tool in request.tools:
+        if isinstance(tool, FileSearchTool):
+            tools.file_search = tool
+            tools.functions.append(FILE_SEARCH_FUNCTION)
+        elif isinstance(tool, McpTool):
+            listing = await list_mcp_tools(tool)
+            tools.listings.append(listing)
+            tools.mcp.update({t.name: tool for t in listing.tools})
+            tools.functions += mcp_functions([(tool, listing)])
+        else:
+            tools.functions.append({"type": "function",
+                                    "function": tool.model_dump(exclude={"type"}, exclude_none=True)})
+    return tools
 
 
 MAX_TOOL_CALLS = 8  # server-side tool calls in one response unless max_tool_calls says otherwise
@@ -161,9 +204,10 @@ class ResponsesService(ConversationsAPI):
         items = input_items(request)
         context = [*history, *items]
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
+        tools = await turn_tools(request)
         stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
-            context, request.instructions)))
-        events = Stream(self._turn(request, items, context, stream, conversation), lambda: aclose(stream))
+            context, request.instructions), tools))
+        events = Stream(self._turn(request, items, context, stream, conversation, tools), lambda: aclose(stream))
         if request.stream:
             return events
         final: ResponseObject | None = None
@@ -200,7 +244,8 @@ class ResponsesService(ConversationsAPI):
         if request.text is not None and request.text.format.type == "json_schema" and not request.text.format.schema_:
             raise InvalidRequestError("text.format json_schema needs a `schema`; add it.", param="text.format.schema")
 
-    def _chat_request(self, request: CreateResponseRequest, messages: list[dict[str, Any]]) -> ChatCompletionRequest:
+    def _chat_request(self, request: CreateResponseRequest, messages: list[dict[str, Any]], tools: _TurnTools
+                      ) -> ChatCompletionRequest:
         body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         for name in ("temperature", "top_p"):
@@ -208,10 +253,8 @@ class ResponsesService(ConversationsAPI):
                 body[name] = getattr(request, name)
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
-        if request.tools:
-            body["tools"] = [FILE_SEARCH_FUNCTION if isinstance(t, FileSearchTool) else
-                             {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
-                             for t in request.tools]
+        if tools.functions:
+            body["tools"] = tools.functions
             body["tool_choice"] = request.tool_choice
             body["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.text.format if request.text is not None else None
@@ -234,7 +277,7 @@ class ResponsesService(ConversationsAPI):
             text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user, **extra)
 
     async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
-                    stream: Any, conversation: str | None) -> AsyncIterator[ResponseEvent]:
+                    stream: Any, conversation: str | None, tools: _TurnTools) -> AsyncIterator[ResponseEvent]:
         event = _Events()
         response_id, created = _id("resp"), int(time.time())
         yield event("response.created", response=self._response(request, response_id, created, "in_progress", []))
@@ -243,10 +286,18 @@ class ResponsesService(ConversationsAPI):
         messages = to_messages(context, request.instructions)
         citations: list[dict[str, Any]] = []
         finish, usage, steps = None, ResponseUsage(), 0
+        for listing in tools.listings:  # the MCP servers' tools, as listed before the model was called
+            index = len(output)
+            output.append(listing)
+            yield event("response.output_item.added", output_index=index, item={**listing.model_dump(), "tools": []})
+            yield event("response.mcp_list_tools.in_progress", item_id=listing.id, output_index=index)
+            yield event("response.mcp_list_tools.failed" if listing.error else "response.mcp_list_tools.completed",
+                        item_id=listing.id, output_index=index)
+            yield event("response.output_item.done", output_index=index, item=listing.model_dump())
         try:
             while True:  # model step; server-side tool calls; again, until an answer or a client function call
                 server_calls: list[FunctionCallItem] = []
-                async for ev in self._output_events(stream, output, event, server_calls, citations):
+                async for ev in self._output_events(stream, output, event, server_calls, citations, tools):
                     if isinstance(ev, tuple):
                         finish, step_usage = ev
                         usage = _add(usage, step_usage)
@@ -258,9 +309,10 @@ class ResponsesService(ConversationsAPI):
                 if steps > (request.max_tool_calls or MAX_TOOL_CALLS):
                     finish = "length"
                     break
-                async for ev in self._run_server_tools(request, server_calls, output, messages, citations, event):
+                async for ev in self._run_server_tools(request, server_calls, output, messages, citations, event,
+                                                       tools):
                     yield ev
-                stream = await self.inference.chat_completion(self._chat_request(request, messages))
+                stream = await self.inference.chat_completion(self._chat_request(request, messages, tools))
         except StackkitError as exc:  # the upstream failed mid-stream
             failed = self._response(request, response_id, created, "failed", output,
                                     error=ResponseError(code=exc.code or exc.error_type, message=exc.message))
@@ -285,35 +337,52 @@ class ResponsesService(ConversationsAPI):
 
     async def _run_server_tools(self, request: CreateResponseRequest, calls: list[FunctionCallItem],
                                 output: list[Any], messages: list[dict[str, Any]], citations: list[dict[str, Any]],
-                                event: _Events) -> AsyncIterator[ResponseEvent]:
-        """Run the model's file_search calls: their events and output items, and their results for the model."""
-        tool = next(t for t in request.tools if isinstance(t, FileSearchTool))
-        assert self.vector_io is not None
+                                event: _Events, tools: _TurnTools) -> AsyncIterator[ResponseEvent]:
+        """Run the model's calls of server-side tools: their events and items, and their results for the model."""
         messages.append({"role": "assistant", "content": None, "tool_calls": [
             {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls]})
         for call in calls:
             index = len(output)
-            pending = FileSearchCallItem(id=_id("fs"), queries=[], status="in_progress")
-            yield event("response.output_item.added", output_index=index, item=pending.model_dump())
-            yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
-            yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
-            item, text, found = await run_file_search(tool, call.arguments, self.vector_io)
-            item.id = pending.id
+            item: FileSearchCallItem | McpCallItem
+            text: str | None
+            if call.name == FILE_SEARCH:
+                assert tools.file_search is not None and self.vector_io is not None
+                pending = FileSearchCallItem(id=_id("fs"), queries=[], status="in_progress")
+                yield event("response.output_item.added", output_index=index, item=pending.model_dump())
+                yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
+                yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
+                item, text, found = await run_file_search(tools.file_search, call.arguments, self.vector_io)
+                item.id = pending.id
+                citations += [c for c in found if c["file_id"] not in {x["file_id"] for x in citations}]
+                done = "response.file_search_call.completed"
+                shown = item.model_dump(exclude={"results"} if "file_search_call.results" not in request.include
+                                        else set())
+            else:
+                server = tools.mcp[call.name]
+                yield event("response.output_item.added", output_index=index, item={
+                    "id": call.id, "type": "mcp_call", "server_label": server.server_label, "name": call.name,
+                    "arguments": "", "status": "in_progress"})
+                yield event("response.mcp_call.in_progress", item_id=call.id, output_index=index)
+                yield event("response.mcp_call_arguments.done", item_id=call.id, output_index=index,
+                            arguments=call.arguments)
+                mcp_item = await call_mcp_tool(server, call.name, call.arguments)
+                mcp_item.id = call.id
+                item, text = mcp_item, mcp_item.output if mcp_item.error is None else f"error: {mcp_item.error}"
+                done = "response.mcp_call.failed" if mcp_item.error else "response.mcp_call.completed"
+                shown = item.model_dump()
             output.append(item)
-            citations += [c for c in found if c["file_id"] not in {x["file_id"] for x in citations}]
-            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": text})
-            yield event("response.file_search_call.completed", item_id=item.id, output_index=index)
-            yield event("response.output_item.done", output_index=index,
-                        item=item.model_dump(exclude={"results"} if "file_search_call.results" not in request.include
-                                             else set()))
+            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": text or ""})
+            yield event(done, item_id=item.id, output_index=index)
+            yield event("response.output_item.done", output_index=index, item=shown)
 
     async def _output_events(self, stream: Any, output: list[Any], event: _Events, server_calls: list[FunctionCallItem],
-                             citations: list[dict[str, Any]]) -> AsyncIterator[Any]:
+                             citations: list[dict[str, Any]], tools: _TurnTools) -> AsyncIterator[Any]:
         """Events for a chat stream's text and tool calls, appending the finished items to `output` (calls of
         server-side tools go to `server_calls` instead); the last thing yielded is (finish_reason, usage)."""
         message: OutputMessage | None = None
         calls: dict[int, FunctionCallItem] = {}
+        hidden = tools.server_names
         finish, usage = None, ResponseUsage()
         async for chunk in stream:
             assert isinstance(chunk, ChatCompletionChunk)
@@ -344,12 +413,12 @@ class ResponsesService(ConversationsAPI):
                         calls[call.index] = FunctionCallItem(id=_id("fc"), call_id=call.id or _id("call"),
                                                              name=fn.name if fn and fn.name else "", arguments="",
                                                              status="in_progress")
-                        if calls[call.index].name != FILE_SEARCH:
+                        if calls[call.index].name not in hidden:
                             yield event("response.output_item.added", output_index=index,
                                         item=calls[call.index].model_dump())
                     if call.function is not None and call.function.arguments:
                         calls[call.index].arguments += call.function.arguments
-                        if calls[call.index].name != FILE_SEARCH:
+                        if calls[call.index].name not in hidden:
                             yield event("response.function_call_arguments.delta", item_id=calls[call.index].id,
                                         output_index=index, delta=call.function.arguments)
                 if choice.finish_reason is not None:
@@ -360,7 +429,7 @@ class ResponsesService(ConversationsAPI):
             for ev in self._close_message(message, output, event):
                 yield ev
         for item in calls.values():
-            if item.name == FILE_SEARCH:
+            if item.name in hidden:
                 server_calls.append(item)
                 continue
             item.status = "completed"

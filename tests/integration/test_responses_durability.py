@@ -39,6 +39,7 @@ def start(config: Path) -> tuple[subprocess.Popen[bytes], str]:
 async def stream_one(client: httpx.AsyncClient, base: str, n: int, finished: dict[str, str]) -> None:
     words = " ".join(f"w{n}x{i}" for i in range(40))
     body = {"model": "echo", "input": words, "stream": True}
+    await asyncio.sleep(n * 0.06)  # staggered: when some have finished, the others are at every stage
     try:
         async with client.stream("POST", f"{base}/responses", json=body, timeout=30) as response:
             async for line in response.aiter_lines():

@@ -1,0 +1,60 @@
+"""A real MCP server (the `mcp` SDK's FastMCP, streamable HTTP) on 127.0.0.1 for the Responses tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.fastmcp import FastMCP
+
+from tests.chroma_server import free_port
+
+
+def build() -> FastMCP:
+    server = FastMCP("demo", host="127.0.0.1")
+
+    @server.tool()
+    def shout(text: str) -> str:
+        """Say it louder."""
+        return text.upper()
+
+    @server.tool()
+    def launch_codes(reason: str) -> str:
+        """Never to be allowed."""
+        return "0000"
+
+    @server.tool()
+    def explode(reason: str) -> str:
+        """Always fails."""
+        raise RuntimeError("the tool broke on purpose")
+
+    return server
+
+
+class McpServer:
+    """``with McpServer() as url:`` a streamable-HTTP MCP endpoint; `stop()` takes it down mid-test."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        app = build().streamable_http_app()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the MCP server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
