@@ -238,8 +238,11 @@ class ResponsesService(ConversationsAPI):
         if sum(isinstance(t, FileSearchTool) for t in request.tools) > 1:
             raise InvalidRequestError("Give one file_search tool; list every store in its vector_store_ids.",
                                       param="tools")
-        if isinstance(request.tool_choice, dict):
-            raise InvalidRequestError("tool_choice naming a tool is not supported yet; use none, auto or required.",
+        choice = request.tool_choice
+        if isinstance(choice, dict) and not (choice.get("type") in ("function", "mcp")
+                                             and isinstance(choice.get("name"), str)):
+            raise InvalidRequestError("tool_choice must be none, auto, required, or a named function or MCP tool "
+                                      '({"type": "function", "name": ...}); allowed_tools is not supported yet.',
                                       param="tool_choice")
         if request.text is not None and request.text.format.type == "json_schema" and not request.text.format.schema_:
             raise InvalidRequestError("text.format json_schema needs a `schema`; add it.", param="text.format.schema")
@@ -253,9 +256,16 @@ class ResponsesService(ConversationsAPI):
                 body[name] = getattr(request, name)
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
+        if isinstance(request.tool_choice, dict) and request.tool_choice["name"] not in {
+                f["function"]["name"] for f in tools.functions}:
+            offered = sorted(f["function"]["name"] for f in tools.functions)
+            raise InvalidRequestError(f"tool_choice names '{request.tool_choice['name']}', which is not among the "
+                                      f"tools ({', '.join(offered) or 'none'}); name one of them.", param="tool_choice")
         if tools.functions:
             body["tools"] = tools.functions
-            body["tool_choice"] = request.tool_choice
+            choice = request.tool_choice
+            body["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}} \
+                if isinstance(choice, dict) else choice
             body["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.text.format if request.text is not None else None
         if fmt is not None and fmt.type == "json_object":

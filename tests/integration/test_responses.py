@@ -92,7 +92,8 @@ def test_store_false_is_not_kept(client: Any) -> None:
     ({"input": "x", "bogus": 1}, "bogus"),
     ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input.0.role"),
     ({"input": [{"type": "web_search_call"}]}, "input.0.type"),
-    ({"input": "x", "tool_choice": {"type": "function", "name": "f"}}, "tool_choice"),
+    ({"input": "x", "tool_choice": {"type": "function", "name": "f"}}, "tool_choice"),  # not among the tools
+    ({"input": "x", "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}}, "tool_choice"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
 ])
 def test_bad_input_is_a_400_naming_the_field(client: Any, body: dict[str, Any], param: str) -> None:
@@ -191,3 +192,11 @@ def test_file_search_answers_with_citations(client: Any) -> None:
     assert events[2:7] == ["response.output_item.added", "response.file_search_call.in_progress",
                            "response.file_search_call.searching", "response.file_search_call.completed",
                            "response.output_item.done"]
+
+
+def test_a_named_tool_choice_forces_that_tool(client: Any) -> None:
+    out = client.responses.create(model="echo", input="no tool is named here", tools=WEATHER,
+                                  tool_choice={"type": "function", "name": "get_weather"})
+    assert out.output[0].type == "function_call" and out.output[0].name == "get_weather"
+    plain = client.responses.create(model="echo", input="no tool is named here", tools=WEATHER)
+    assert plain.output[0].type == "message"
