@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from stackkit.apis.datatypes import DeleteResponse, route
 
@@ -103,6 +103,15 @@ class CreateResponseRequest(BaseModel):
     guardrails: list[str] | None = None
     conversation: str | dict[str, Any] | None = Field(default=None, description="a conversation whose items "
                                                       "are the context, and which the turn is added to")
+    background: bool = False
+    truncation: Literal["disabled", "auto"] = "disabled"
+
+    @field_validator("background", "truncation")
+    @classmethod
+    def _not_yet(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (False, "disabled"):
+            raise ValueError(f"{info.field_name}={value!r} is not supported by stackkit yet; leave it out")
+        return value
 
 
 class FileCitation(_Open):
