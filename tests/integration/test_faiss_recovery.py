@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,7 @@ from stackkit import LibraryClient
 from stackkit.providers.inline import faiss
 from tests.integration.test_faiss_recovery import faiss_config, insert
 from pathlib import Path
+from typing import Any
 
 real_fsync = os.fsync
 def fsync_then_die(fd):
@@ -100,3 +102,43 @@ def test_torn_tail_and_interrupted_compaction(tmp_path: Path, index: str) -> Non
     assert log.stat().st_size % record == 0
     with LibraryClient(faiss_config(tmp_path, index)) as client:
         assert_every_chunk_finds_itself(client, store_id, [*texts, "after the repair"])
+
+
+STALE_GRAPH = """
+import os, sys
+from pathlib import Path
+from typing import Any
+from stackkit import LibraryClient
+from tests.integration.test_faiss_recovery import faiss_config, insert
+client = LibraryClient(faiss_config(Path(sys.argv[1]), "hnsw"))
+insert(client, sys.argv[2], [f"late chunk {i}" for i in range(10)])
+os._exit(9)  # no clean shutdown: the saved graph does not cover these
+"""
+
+
+def test_a_saved_hnsw_graph_is_reused_and_caught_up(tmp_path: Path) -> None:
+    from stackkit.providers.inline import faiss as faiss_provider
+
+    texts = [f"early chunk {i} on topic {i % 5}" for i in range(40)]
+    with LibraryClient(faiss_config(tmp_path, "hnsw")) as client:
+        store_id = client.vector_stores.create(name="graph").id
+        insert(client, store_id, texts)
+    graph = tmp_path / "faiss" / f"{store_id}.hnsw"
+    assert graph.exists()  # saved at shutdown
+    done = subprocess.run([sys.executable, "-c", STALE_GRAPH, str(tmp_path), store_id], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 9, done.stderr
+    built: list[int] = []
+    original = faiss_provider.FaissIndex._new_index
+
+    def counting(self: Any, dim: int) -> Any:
+        built.append(dim)
+        return original(self, dim)
+
+    faiss_provider.FaissIndex._new_index = counting  # type: ignore[method-assign]
+    try:
+        with LibraryClient(faiss_config(tmp_path, "hnsw")) as client:
+            assert built == []  # the saved graph was loaded, not rebuilt from the log
+            assert_every_chunk_finds_itself(client, store_id, [*texts, *(f"late chunk {i}" for i in range(10))])
+    finally:
+        faiss_provider.FaissIndex._new_index = original  # type: ignore[method-assign]

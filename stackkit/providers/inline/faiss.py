@@ -120,16 +120,52 @@ class FaissIndex:
         keep = np.zeros(len(ids), dtype=bool)
         keep[len(ids) - 1 - last_from_end] = True
         keep &= np.isin(ids, live)
-        index = self._new_index(dim)
-        if keep.all():
-            if len(ids):
-                index.add_with_ids(np.ascontiguousarray(records["vec"]), np.ascontiguousarray(ids))
-        elif keep.any():
-            index.add_with_ids(np.ascontiguousarray(records["vec"][keep]), np.ascontiguousarray(ids[keep]))
+        index, start = self._saved_graph(store_id, ids, keep), 0
+        if index is not None:  # a saved HNSW graph covers the log's first records: add only the rest
+            start = index.ntotal
+        else:
+            index = self._new_index(dim)
+        tail = keep[start:]
+        if tail.all():
+            if len(ids) > start:
+                index.add_with_ids(np.ascontiguousarray(records["vec"][start:]), np.ascontiguousarray(ids[start:]))
+        elif tail.any():
+            index.add_with_ids(np.ascontiguousarray(records["vec"][start:][tail]),
+                               np.ascontiguousarray(ids[start:][tail]))
         self.indexes[store_id], self.dims[store_id], self.dead[store_id] = index, dim, 0
         del records
         if torn or not keep.all():
             self._compact(store_id)  # what a crash left is gone before anything is appended
+        elif self.config.index == "hnsw" and start < len(ids):
+            self._save_graph(store_id)
+
+    def _graph(self, store_id: str) -> Path:
+        return self.root / f"{store_id}.hnsw"
+
+    def _saved_graph(self, store_id: str, ids: np.ndarray, keep: np.ndarray) -> Any:
+        """The saved HNSW graph, if it is exactly the kept records at the head of the log (else None)."""
+        path = self._graph(store_id)
+        if self.config.index != "hnsw" or not path.exists():
+            return None
+        try:
+            index: Any = self.faiss.read_index(str(path))
+        except RuntimeError:
+            return None
+        n = index.ntotal
+        graph_ids = self.faiss.vector_to_array(index.id_map)
+        if n > len(ids) or not keep[:n].all() or not np.array_equal(graph_ids, ids[:n]):
+            return None  # the log moved on in a way the graph cannot follow: rebuild
+        inner: Any = self.faiss.downcast_index(index.index)
+        inner.hnsw.efSearch = self.config.hnsw_ef_search
+        return index
+
+    def _save_graph(self, store_id: str) -> None:
+        """Keep the HNSW graph beside the log (atomically), so opening the store does not rebuild it."""
+        tmp = self._graph(store_id).with_suffix(".hnsw.tmp")
+        self.faiss.write_index(self.indexes[store_id], str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        tmp.replace(self._graph(store_id))
 
     def create(self, store_id: str, dimension: int) -> None:
         self.indexes[store_id] = self._new_index(dimension)
@@ -139,6 +175,7 @@ class FaissIndex:
     def drop(self, store_id: str) -> None:
         self.indexes.pop(store_id, None)
         self._log(store_id).unlink(missing_ok=True)
+        self._graph(store_id).unlink(missing_ok=True)
 
     def add(self, store_id: str, ids: list[int], vectors: np.ndarray) -> None:
         rows = np.empty(len(ids), record_dtype(self.dims[store_id]))
@@ -190,6 +227,8 @@ class FaissIndex:
         tmp.replace(log)
         _fsync_dir(self.root)
         self.dead[store_id] = 0
+        if self.config.index == "hnsw":
+            self._save_graph(store_id)
 
     def search(self, store_id: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         self.faiss.omp_set_num_threads(self.config.omp_threads)  # per thread: searches run in worker threads
@@ -200,6 +239,9 @@ class FaissIndex:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def close(self) -> None:
+        if self.config.index == "hnsw":
+            for store_id in self.indexes:
+                self._save_graph(store_id)
         self.indexes.clear()
 
 
