@@ -23,17 +23,6 @@ from tests.echo_upstream import EchoUpstream
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(params=["library", "http"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    config = fake_stack_config(tmp_path)
-    if request.param == "library":
-        with LibraryClient(config) as library:
-            yield library
-        return
-    with LiveServer(config) as server, openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0) as sdk:
-        yield sdk
-
-
 def test_a_typo_names_the_field_it_meant(client: Any) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="echo", messages=HI, extra_body={"max_token": 5})

@@ -8,32 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-from tests.chroma_server import free_port
 from tests.conftest import fake_stack_config
-
-ROOT = Path(__file__).parents[2]
-
-
-def start(config: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("server did not start")
+from tests.processes import start_stackkit
 
 
 async def stream_one(client: httpx.AsyncClient, base: str, n: int, finished: dict[str, str]) -> None:
@@ -68,13 +49,13 @@ def test_sigkill_during_concurrent_streams_loses_no_finished_response(tmp_path: 
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(fake_stack_config(tmp_path, chunk_delay=0.02).model_dump(
         mode="json", exclude_defaults=True)))
-    proc, base = start(config)
+    proc, base = start_stackkit(config)
     try:
         finished = asyncio.run(load_then_kill(base, proc))
     finally:
         proc.wait(10)
     assert 0 < len(finished) < 20, f"{len(finished)} of 20 finished: the kill should land mid-way"
-    proc, base = start(config)
+    proc, base = start_stackkit(config)
     try:
         for response_id, words in finished.items():
             stored = httpx.get(f"{base}/responses/{response_id}").json()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import yaml
 from stackkit import LibraryClient
 from stackkit.core.config import load_config
 from stackkit.errors import StateInUseError
-from tests.chroma_server import free_port
 from tests.integration.test_vector_stores import vector_config
+from tests.processes import start_stackkit
 
 ROOT = Path(__file__).parents[2]
 NO_OPENAI = "import sys; sys.modules['openai'] = None; from stackkit.cli.main import main; main()"
@@ -35,19 +34,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(vector_config("faiss", tmp_path, "").model_dump(mode="json",
                                                                                       exclude_defaults=True)))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}/v1"
+    proc, base = start_stackkit(config)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            raise TimeoutError("server did not start")
         yield config, base
     finally:
         os.kill(proc.pid, signal.SIGTERM)

@@ -15,6 +15,7 @@ import pytest
 from stackkit.core.config import RunConfig, parse_config
 from stackkit.testing.live_server import LiveServer
 from tests.chroma_server import ChromaServer
+from tests.processes import start_stackkit
 
 BACKENDS = ["faiss", "sqlite-vec", "chroma"]
 KEYWORD = {"search_mode": "keyword"}
@@ -203,13 +204,8 @@ def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path)
     completed before the batch are intact; interrupted files are ingested again."""
     import os
     import signal
-    import subprocess
-    import sys
 
-    import httpx
     import openai
-
-    from tests.chroma_server import free_port
 
     config_path = tmp_path / "run.yaml"
     text = vector_config(backend, tmp_path, "", embed_delay=0.05).model_dump(mode="json", exclude_defaults=True)
@@ -217,21 +213,7 @@ def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path)
 
     config_path.write_text(yaml.safe_dump(text))
 
-    def start() -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", str(config_path), "--port",
-                                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/v1"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                    return proc, base
-            except httpx.TransportError:
-                time.sleep(0.05)
-        proc.kill()
-        raise TimeoutError("server did not start")
-
-    proc, base = start()
+    proc, base = start_stackkit(config_path)
     try:
         sdk = openai.OpenAI(base_url=base, api_key="none", max_retries=0)
         first = upload(sdk, "first.txt", b"alpha bravo charlie first document")
@@ -247,7 +229,7 @@ def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    proc, base = start()
+    proc, base = start_stackkit(config_path)
     try:
         with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
             files = {f.id: f.status for f in sdk.vector_stores.files.list(store.id, limit=100).data}
