@@ -336,31 +336,27 @@ class InferenceRouter:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        asked = request.model
-        impl, resource, request = self._upstream(request, ModelType.llm)
-        shields, guard = self._shields(impl, resource, request)
-        if guard is not None and shields:
-            request = await guard.check_chat_input(shields, request)
-        result = await impl.chat_completion(request)
-        if isinstance(result, ChatCompletion):
-            result.model = asked
-            return await guard.check_chat_output(shields, result) if guard is not None and shields else result
-        if guard is not None and shields:
-            result = guard.guard_chat_stream(shields, result)
-        return renamed(result, asked)
+        return await self._generate(request, "chat_completion", ChatCompletion, "chat")  # type: ignore[no-any-return]
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
+        return await self._generate(request, "completion", Completion, "completion")  # type: ignore[no-any-return]
+
+    async def _generate(self, request: ChatCompletionRequest | CompletionRequest, method: str, whole: type[Any],
+                        kind: str) -> Any:
+        """A text-producing call, inside the model's guardrails (`kind` picks the guardrails' chat or
+        completion checks), answered under the name the client used."""
         asked = request.model
-        impl, resource, request = self._upstream(request, ModelType.llm)
+        impl, resource, request = self._upstream(request, ModelType.llm)  # type: ignore[type-var]
         shields, guard = self._shields(impl, resource, request)
-        if guard is not None and shields:
-            request = await guard.check_completion_input(shields, request)
-        result = await impl.completion(request)
-        if isinstance(result, Completion):
+        checked = guard if guard is not None and shields else None
+        if checked is not None:
+            request = await getattr(checked, f"check_{kind}_input")(shields, request)
+        result = await getattr(impl, method)(request)
+        if isinstance(result, whole):
             result.model = asked
-            return await guard.check_completion_output(shields, result) if guard is not None and shields else result
-        if guard is not None and shields:
-            result = guard.guard_completion_stream(shields, result)
+            return await getattr(checked, f"check_{kind}_output")(shields, result) if checked else result
+        if checked is not None:
+            result = getattr(checked, f"guard_{kind}_stream")(shields, result)
         return renamed(result, asked)
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:

@@ -30,11 +30,10 @@ def is_cursor_route(route: Route) -> bool:
     return route.request_type is not None and "after" in route.request_type.model_fields
 
 
-class SyncPage:
-    """A page of a list: iterating it yields every item of every page (fetched as needed), like the
-    SDK's ``SyncPage``/``SyncCursorPage``; other attributes are the response's (``data``, ``has_more``)."""
+class _Page:
+    """What both page kinds share: the response's attributes, its items, whether a next page exists."""
 
-    def __init__(self, result: BaseModel, fetch: Callable[[str], SyncPage] | None) -> None:
+    def __init__(self, result: BaseModel, fetch: Callable[[str], Any] | None) -> None:
         self._result = result
         self._fetch = fetch
         self.data: list[Any] = list(getattr(result, "data", []))
@@ -43,18 +42,30 @@ class SyncPage:
         return getattr(self._result, name)
 
     def __repr__(self) -> str:
-        return f"SyncPage({self._result!r})"
-
-    def __len__(self) -> int:
-        return len(self.data)
+        return f"{type(self).__name__}({self._result!r})"
 
     def has_next_page(self) -> bool:
         return self._fetch is not None and bool(getattr(self._result, "has_more", False)) and bool(self.data)
 
-    def get_next_page(self) -> SyncPage:
+    def _next(self) -> Any:
         if not self.has_next_page() or self._fetch is None:
             raise RuntimeError("No next page expected; check `.has_next_page()` before `.get_next_page()`.")
         return self._fetch(self.data[-1].id)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        return self._result.model_dump(**kwargs)
+
+
+class SyncPage(_Page):
+    """A page of a list: iterating it yields every item of every page (fetched as needed), like the
+    SDK's ``SyncPage``/``SyncCursorPage``; other attributes are the response's (``data``, ``has_more``)."""
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get_next_page(self) -> SyncPage:
+        page: SyncPage = self._next()
+        return page
 
     def iter_pages(self) -> Iterator[SyncPage]:
         page: SyncPage = self
@@ -63,38 +74,20 @@ class SyncPage:
             page = page.get_next_page()
             yield page
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Any]:
         for page in self.iter_pages():
             yield from page.data
-
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        return self._result.model_dump(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return self._result.model_dump(mode="json", exclude_none=True)
 
 
-class AsyncPage:
+class AsyncPage(_Page):
     """The async twin of SyncPage: ``async for`` yields every item of every page."""
 
-    def __init__(self, result: BaseModel, fetch: Callable[[str], Awaitable[AsyncPage]] | None) -> None:
-        self._result = result
-        self._fetch = fetch
-        self.data: list[Any] = list(getattr(result, "data", []))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._result, name)
-
-    def __repr__(self) -> str:
-        return f"AsyncPage({self._result!r})"
-
-    def has_next_page(self) -> bool:
-        return self._fetch is not None and bool(getattr(self._result, "has_more", False)) and bool(self.data)
-
     async def get_next_page(self) -> AsyncPage:
-        if not self.has_next_page() or self._fetch is None:
-            raise RuntimeError("No next page expected; check `.has_next_page()` before `.get_next_page()`.")
-        return await self._fetch(self.data[-1].id)
+        page: AsyncPage = await self._next()
+        return page
 
     async def iter_pages(self) -> AsyncIterator[AsyncPage]:
         page: AsyncPage = self
@@ -107,9 +100,6 @@ class AsyncPage:
         async for page in self.iter_pages():
             for item in page.data:
                 yield item
-
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        return self._result.model_dump(**kwargs)
 
 
 class AsyncPaginator:
