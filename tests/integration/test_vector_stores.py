@@ -17,7 +17,7 @@ from stackkit.testing.live_server import LiveServer
 from tests.chroma_server import ChromaServer
 from tests.processes import start_stackkit
 
-BACKENDS = ["faiss", "sqlite-vec", "chroma"]
+BACKENDS = ["faiss", "faiss-tantivy", "sqlite-vec", "chroma"]
 KEYWORD = {"search_mode": "keyword"}
 DOCS = {
     "cats.md": b"# Cats\n\nCats purr when they are happy. Kittens sleep most of the day.",
@@ -38,6 +38,8 @@ def vector_config(backend: str, root: Path, chroma_url: str, embed_delay: float 
     common = "embedding_model: embed, max_concurrent_ingestions: 2"
     vector = {
         "faiss": f"provider_type: inline::faiss\n      config: {{storage_dir: '{root}/faiss', {common}}}",
+        "faiss-tantivy": f"provider_type: inline::faiss\n      config: {{storage_dir: '{root}/faiss', {common}, "
+                         "keyword_index: tantivy}",
         "sqlite-vec": f"provider_type: inline::sqlite-vec\n      config: {{db_path: '{root}/vec.db', {common}}}",
         "chroma": f"provider_type: remote::chroma\n      config: {{url: '{chroma_url}', storage_dir: "
                   f"'{root}/chroma', {common}}}",
@@ -198,7 +200,7 @@ def test_search_survives_restart(backend: str, tmp_path: Path, request: pytest.F
     assert after == before and before
 
 
-@pytest.mark.parametrize("backend", ["faiss", "sqlite-vec"])
+@pytest.mark.parametrize("backend", ["faiss", "faiss-tantivy", "sqlite-vec"])
 def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path) -> None:
     """kill -9 the server mid-batch, restart: every `completed` file is fully searchable, and files
     completed before the batch are intact; interrupted files are ingested again."""

@@ -1,5 +1,6 @@
 """The sqlite side of a vector store provider: stores, their files and batches, chunk text and
-metadata, and an FTS5 index for keyword (BM25) search. Vectors live in the provider's index.
+metadata, and the keyword (BM25) index (keywords.py) fed in the same transactions. Vectors live in the
+provider's index.
 
 Not thread-safe by itself: the service calls it from one worker thread at a time, under a lock.
 """
@@ -7,10 +8,11 @@ Not thread-safe by itself: the service calls it from one worker thread at a time
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
+
+from stackkit.providers.utils.keywords import KeywordIndex, open_keywords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stores (
@@ -34,7 +36,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks (store_id, file_id, position);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(content, store_id UNINDEXED);
 """
-_WORD = re.compile(r"\w+", re.UNICODE)
 FILE_COLUMNS = ("store_id, file_id, filename, created_at, status, last_error, usage_bytes, attributes, chunking, "
                 "batch_id")
 
@@ -55,13 +56,14 @@ def _load(text: str | None) -> Any:
 
 
 class VectorMeta:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, keyword_index: str = "fts5") -> None:
         self.db = db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         if "last_active_at" not in {row[1] for row in db.execute("PRAGMA table_info(stores)")}:
             db.execute("ALTER TABLE stores ADD COLUMN last_active_at INTEGER")  # a store made before it existed
+        self.keywords: KeywordIndex = open_keywords(keyword_index, db)
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return list(self.db.execute(sql, args).fetchall())
@@ -107,11 +109,12 @@ class VectorMeta:
         self.db.commit()
 
     def delete_store(self, store_id: str) -> None:
-        self.db.execute("DELETE FROM chunks_fts WHERE store_id = ?", (store_id,))
+        self.keywords.stage_drop(store_id)
         for table in ("chunks", "store_files", "batches"):
             self.db.execute(f"DELETE FROM {table} WHERE store_id = ?", (store_id,))
         self.db.execute("DELETE FROM stores WHERE id = ?", (store_id,))
         self.db.commit()
+        self.keywords.committed()
 
     def usage(self, store_id: str) -> dict[str, int]:
         counts = dict(self._all("SELECT status, COUNT(*) FROM store_files WHERE store_id = ? GROUP BY status",
@@ -174,6 +177,7 @@ class VectorMeta:
         self._delete_chunks(ids)
         self.db.execute("DELETE FROM store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id))
         self.db.commit()
+        self.keywords.committed()
         return ids
 
     # ---- batches ------------------------------------------------------------------------------
@@ -202,10 +206,8 @@ class VectorMeta:
             cur = self.db.execute("INSERT INTO chunks (store_id, file_id, chunk_id, position, content, metadata) "
                                   "VALUES (?, ?, ?, ?, ?, ?)", (store_id, file_id, chunk_id, position, content,
                                                                 _json(metadata)))
-            row_id = int(cur.lastrowid)
-            self.db.execute("INSERT INTO chunks_fts (rowid, content, store_id) VALUES (?, ?, ?)",
-                            (row_id, content, store_id))
-            ids.append(row_id)
+            ids.append(int(cur.lastrowid))
+        self.keywords.stage_add([(i, store_id, c[1]) for i, c in zip(ids, chunks, strict=True)])
         return ids
 
     def chunk_ids(self, store_id: str, file_id: str | None = None) -> list[int]:
@@ -219,7 +221,7 @@ class VectorMeta:
             part = ids[start:start + 500]
             marks = ",".join("?" * len(part))
             self.db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
-            self.db.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", part)
+        self.keywords.stage_remove(ids)
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
@@ -236,13 +238,3 @@ class VectorMeta:
     def file_text(self, store_id: str, file_id: str) -> list[str]:
         return [r[0] for r in self._all("SELECT content FROM chunks WHERE store_id = ? AND file_id = ? "
                                         "ORDER BY position", (store_id, file_id))]
-
-    def keyword_search(self, store_id: str, query: str, k: int) -> list[tuple[int, float]]:
-        """BM25 over the store's chunks: (row id, score), best first (higher is better)."""
-        words = _WORD.findall(query.lower())
-        if not words:
-            return []
-        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-        rows = self._all("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND store_id = ? "
-                         "ORDER BY bm25(chunks_fts) LIMIT ?", (match, store_id, k))
-        return [(int(r[0]), -float(r[1])) for r in rows]
