@@ -106,7 +106,7 @@ class CreateResponseRequest(BaseModel):
     background: bool = False
     truncation: Literal["disabled", "auto"] = "disabled"
 
-    @field_validator("background", "truncation")
+    @field_validator("truncation")
     @classmethod
     def _not_yet(cls, value: Any, info: ValidationInfo) -> Any:
         if value not in (False, "disabled"):
@@ -237,6 +237,7 @@ class ResponseObject(_Open):
     incomplete_details: IncompleteDetails | None = None
     error: ResponseError | None = None
     user: str | None = None
+    background: bool = False
 
 
 class ResponseEvent(_Open):
@@ -248,6 +249,16 @@ class ResponseEvent(_Open):
 
 class ResponseIdRequest(BaseModel):
     response_id: str
+
+
+class RetrieveResponseRequest(BaseModel):
+    """GET /v1/responses/{id}: the response, or (stream=true, background responses) its events again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response_id: str
+    stream: bool = False
+    starting_after: int | None = Field(default=None, ge=-1)
 
 
 class InputItemsRequest(BaseModel):
@@ -323,9 +334,14 @@ class Agents(Protocol):
         """Create a model response (streams events when `stream` is true)."""
         ...
 
-    @route("GET", "/v1/responses/{response_id}", sdk="responses.retrieve")
-    async def get_response(self, request: ResponseIdRequest) -> ResponseObject:
-        """Get a stored response."""
+    @route("GET", "/v1/responses/{response_id}", sdk="responses.retrieve", stream=ResponseEvent, framing="event")
+    async def get_response(self, request: RetrieveResponseRequest) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        """Get a stored response; with `stream`, replay a background response's events after `starting_after`."""
+        ...
+
+    @route("POST", "/v1/responses/{response_id}/cancel", sdk="responses.cancel")
+    async def cancel_response(self, request: ResponseIdRequest) -> ResponseObject:
+        """Cancel a background response that is queued or in progress."""
         ...
 
     @route("DELETE", "/v1/responses/{response_id}", sdk="responses.delete")

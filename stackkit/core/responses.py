@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from stackkit.apis.agents import (
@@ -29,8 +27,6 @@ from stackkit.apis.agents import (
     InputItemList,
     InputItemsRequest,
     McpCallItem,
-    McpListToolsItem,
-    McpTool,
     OutputMessage,
     OutputText,
     ResponseError,
@@ -38,130 +34,30 @@ from stackkit.apis.agents import (
     ResponseIdRequest,
     ResponseObject,
     ResponseUsage,
+    RetrieveResponseRequest,
 )
 from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
 from stackkit.apis.vector_io import VectorIO
+from stackkit.core.background import BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
-from stackkit.core.tools import (
-    FILE_SEARCH,
-    FILE_SEARCH_FUNCTION,
-    call_mcp_tool,
-    check_server_tools,
-    list_mcp_tools,
-    mcp_functions,
-    run_file_search,
+from stackkit.core.tools import FILE_SEARCH, call_mcp_tool, check_server_tools, run_file_search
+from stackkit.core.turn_context import (
+    MAX_TOOL_CALLS,
+    Events,
+    TurnTools,
+    add_usage,
+    input_items,
+    new_id,
+    to_messages,
+    turn_tools,
 )
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
           "body TEXT NOT NULL, input_items TEXT NOT NULL, context TEXT NOT NULL)")
-
-
-def _id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    raise InvalidRequestError("A message's content must be a string or a list of text parts.", param="input")
-
-
-def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
-    """The request's input as items, each with an id (a string input is one user message)."""
-    if isinstance(request.input, str):
-        return [{"id": _id("msg"), "type": "message", "role": "user",
-                 "content": [{"type": "input_text", "text": request.input}]}]
-    items = []
-    for i, item in enumerate(request.input):
-        kind = item.get("type", "message")
-        if kind not in ("message", "function_call", "function_call_output"):
-            raise InvalidRequestError(f"input[{i}]: items of type '{kind}' are not supported yet; send messages, "
-                                      "function_call and function_call_output items.", param=f"input.{i}.type")
-        if kind == "message" and item.get("role") not in ("user", "system", "developer", "assistant"):
-            raise InvalidRequestError(f"input[{i}].role must be user, system, developer or assistant; use one.",
-                                      param=f"input.{i}.role")
-        if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
-            raise InvalidRequestError(f"input[{i}] needs the call_id of the function call it answers.",
-                                      param=f"input.{i}.call_id")
-        items.append({"id": item.get("id") or _id("msg" if kind == "message" else "fc"), **item, "type": kind})
-    return items
-
-
-def to_messages(context: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
-    """Chat messages for a context of Responses items (function calls and their outputs kept)."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
-    for item in context:
-        kind = item["type"]
-        if kind == "message":
-            messages.append({"role": item["role"], "content": _text(item["content"])})
-        elif kind == "function_call":
-            call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]}}
-            if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
-                messages[-1]["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": str(item.get("output", ""))})
-    return messages
-
-
-@dataclass
-class _TurnTools:
-    """The tools of one turn: what the model is offered, and which of them the server runs."""
-
-    functions: list[dict[str, Any]] = field(default_factory=list)
-    file_search: FileSearchTool | None = None
-    mcp: dict[str, McpTool] = field(default_factory=dict)  # tool name -> the server it came from
-    listings: list[McpListToolsItem] = field(default_factory=list)
-
-    @property
-    def server_names(self) -> set[str]:
-        return {*self.mcp, *([FILE_SEARCH] if self.file_search is not None else [])}
-
-
-async def turn_tools(request: CreateResponseRequest) -> _TurnTools:
-    tools = _TurnTools()
-    for tool in request.tools:
-        if isinstance(tool, FileSearchTool):
-            tools.file_search = tool
-            tools.functions.append(FILE_SEARCH_FUNCTION)
-        elif isinstance(tool, McpTool):
-            listing = await list_mcp_tools(tool)
-            tools.listings.append(listing)
-            tools.mcp.update({t.name: tool for t in listing.tools})
-            tools.functions += mcp_functions([(tool, listing)])
-        else:
-            tools.functions.append({"type": "function",
-                                    "function": tool.model_dump(exclude={"type"}, exclude_none=True)})
-    return tools
-
-
-MAX_TOOL_CALLS = 8  # server-side tool calls in one response unless max_tool_calls says otherwise
-
-
-def _add(total: ResponseUsage, step: ResponseUsage) -> ResponseUsage:
-    return ResponseUsage(input_tokens=total.input_tokens + step.input_tokens,
-                         output_tokens=total.output_tokens + step.output_tokens,
-                         total_tokens=total.total_tokens + step.total_tokens)
-
-
-class _Events:
-    """Numbers events from 0, in the order they are made."""
-
-    def __init__(self) -> None:
-        self.sequence = 0
-
-    def __call__(self, type_: str, **fields: Any) -> ResponseEvent:
-        event = ResponseEvent(type=type_, sequence_number=self.sequence, **fields)
-        self.sequence += 1
-        return event
 
 
 class ResponsesService(ConversationsAPI):
@@ -173,8 +69,10 @@ class ResponsesService(ConversationsAPI):
         self.db = db
         db.run_sync(lambda conn: conn.execute(SCHEMA))
         self._create_conversation_tables()
+        self.background = BackgroundRuns(db)
 
     async def shutdown(self) -> None:
+        await self.background.shutdown()
         await self.db.close()
 
     # ---- reading and writing state ----------------------------------------------------------------
@@ -207,7 +105,11 @@ class ResponsesService(ConversationsAPI):
         tools = await turn_tools(request)
         stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
             context, request.instructions), tools))
-        events = Stream(self._turn(request, items, context, stream, conversation, tools), lambda: aclose(stream))
+        response_id, created = new_id("resp"), int(time.time())
+        events = Stream(self._turn(request, items, context, stream, conversation, tools, response_id, created),
+                        lambda: aclose(stream))
+        if request.background:
+            return await self._start_background(request, items, context, events, response_id, created)
         if request.stream:
             return events
         final: ResponseObject | None = None
@@ -219,6 +121,19 @@ class ResponsesService(ConversationsAPI):
             await events.aclose()
         assert final is not None
         return final
+
+    async def _start_background(self, request: CreateResponseRequest, items: list[dict[str, Any]],
+                                context: list[dict[str, Any]], events: Stream[ResponseEvent], response_id: str,
+                                created: int) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        queued = self._response(request, response_id, created, "queued", [])
+        await self._store(queued, items, context)
+        await self.background.register(response_id)
+
+        async def store_stopped(response: ResponseObject) -> None:
+            await self._store(response, items, [*context, *(o.model_dump() for o in response.output)])
+
+        run = self.background.start(queued, events, store_stopped)
+        return Stream(run.follow(-1)) if request.stream else queued  # dropping the stream stops nothing
 
     @staticmethod
     def _conversation_id(request: CreateResponseRequest) -> str | None:
@@ -235,6 +150,9 @@ class ResponsesService(ConversationsAPI):
 
     def _check(self, request: CreateResponseRequest) -> None:
         check_server_tools(request.tools, self.vector_io)
+        if request.background and not request.store:
+            raise InvalidRequestError("background responses are stored (that is how you fetch them later); "
+                                      "set store to true or leave background out.", param="background")
         if sum(isinstance(t, FileSearchTool) for t in request.tools) > 1:
             raise InvalidRequestError("Give one file_search tool; list every store in its vector_store_ids.",
                                       param="tools")
@@ -247,7 +165,7 @@ class ResponsesService(ConversationsAPI):
         if request.text is not None and request.text.format.type == "json_schema" and not request.text.format.schema_:
             raise InvalidRequestError("text.format json_schema needs a `schema`; add it.", param="text.format.schema")
 
-    def _chat_request(self, request: CreateResponseRequest, messages: list[dict[str, Any]], tools: _TurnTools
+    def _chat_request(self, request: CreateResponseRequest, messages: list[dict[str, Any]], tools: TurnTools
                       ) -> ChatCompletionRequest:
         body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
@@ -284,13 +202,20 @@ class ResponsesService(ConversationsAPI):
             instructions=request.instructions, previous_response_id=request.previous_response_id,
             tools=request.tools, tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
             temperature=request.temperature, top_p=request.top_p, max_output_tokens=request.max_output_tokens,
-            text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user, **extra)
+            text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user,
+            background=request.background, **extra)
 
     async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
-                    stream: Any, conversation: str | None, tools: _TurnTools) -> AsyncIterator[ResponseEvent]:
-        event = _Events()
-        response_id, created = _id("resp"), int(time.time())
-        yield event("response.created", response=self._response(request, response_id, created, "in_progress", []))
+                    stream: Any, conversation: str | None, tools: TurnTools, response_id: str, created: int
+                    ) -> AsyncIterator[ResponseEvent]:
+        event = Events()
+        if request.background:
+            queued = self._response(request, response_id, created, "queued", [])
+            yield event("response.created", response=queued)
+            yield event("response.queued", response=queued)
+        else:
+            yield event("response.created", response=self._response(request, response_id, created, "in_progress",
+                                                                    []))
         yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
         output: list[Any] = []
         messages = to_messages(context, request.instructions)
@@ -310,7 +235,7 @@ class ResponsesService(ConversationsAPI):
                 async for ev in self._output_events(stream, output, event, server_calls, citations, tools):
                     if isinstance(ev, tuple):
                         finish, step_usage = ev
-                        usage = _add(usage, step_usage)
+                        usage = add_usage(usage, step_usage)
                     else:
                         yield ev
                 steps += len(server_calls)
@@ -347,7 +272,7 @@ class ResponsesService(ConversationsAPI):
 
     async def _run_server_tools(self, request: CreateResponseRequest, calls: list[FunctionCallItem],
                                 output: list[Any], messages: list[dict[str, Any]], citations: list[dict[str, Any]],
-                                event: _Events, tools: _TurnTools) -> AsyncIterator[ResponseEvent]:
+                                event: Events, tools: TurnTools) -> AsyncIterator[ResponseEvent]:
         """Run the model's calls of server-side tools: their events and items, and their results for the model."""
         messages.append({"role": "assistant", "content": None, "tool_calls": [
             {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -358,7 +283,7 @@ class ResponsesService(ConversationsAPI):
             text: str | None
             if call.name == FILE_SEARCH:
                 assert tools.file_search is not None and self.vector_io is not None
-                pending = FileSearchCallItem(id=_id("fs"), queries=[], status="in_progress")
+                pending = FileSearchCallItem(id=new_id("fs"), queries=[], status="in_progress")
                 yield event("response.output_item.added", output_index=index, item=pending.model_dump())
                 yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
                 yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
@@ -386,8 +311,8 @@ class ResponsesService(ConversationsAPI):
             yield event(done, item_id=item.id, output_index=index)
             yield event("response.output_item.done", output_index=index, item=shown)
 
-    async def _output_events(self, stream: Any, output: list[Any], event: _Events, server_calls: list[FunctionCallItem],
-                             citations: list[dict[str, Any]], tools: _TurnTools) -> AsyncIterator[Any]:
+    async def _output_events(self, stream: Any, output: list[Any], event: Events, server_calls: list[FunctionCallItem],
+                             citations: list[dict[str, Any]], tools: TurnTools) -> AsyncIterator[Any]:
         """Events for a chat stream's text and tool calls, appending the finished items to `output` (calls of
         server-side tools go to `server_calls` instead); the last thing yielded is (finish_reason, usage)."""
         message: OutputMessage | None = None
@@ -404,7 +329,7 @@ class ResponsesService(ConversationsAPI):
                 delta = choice.delta
                 if delta.content:
                     if message is None:
-                        message = OutputMessage(id=_id("msg"), status="in_progress")
+                        message = OutputMessage(id=new_id("msg"), status="in_progress")
                         yield event("response.output_item.added", output_index=len(output), item=message.model_dump())
                         yield event("response.content_part.added", item_id=message.id, output_index=len(output),
                                     content_index=0, part=OutputText(text="").model_dump())
@@ -420,7 +345,7 @@ class ResponsesService(ConversationsAPI):
                     index = len(output) + call.index
                     if call.index not in calls:
                         fn = call.function
-                        calls[call.index] = FunctionCallItem(id=_id("fc"), call_id=call.id or _id("call"),
+                        calls[call.index] = FunctionCallItem(id=new_id("fc"), call_id=call.id or new_id("call"),
                                                              name=fn.name if fn and fn.name else "", arguments="",
                                                              status="in_progress")
                         if calls[call.index].name not in hidden:
@@ -451,7 +376,7 @@ class ResponsesService(ConversationsAPI):
         yield finish, usage
 
     @staticmethod
-    def _close_message(message: OutputMessage, output: list[Any], event: _Events) -> list[ResponseEvent]:
+    def _close_message(message: OutputMessage, output: list[Any], event: Events) -> list[ResponseEvent]:
         index, part = len(output), message.content[0]
         message.status = "completed"
         output.append(message)
@@ -461,12 +386,40 @@ class ResponsesService(ConversationsAPI):
                       part=part.model_dump()),
                 event("response.output_item.done", output_index=index, item=message.model_dump())]
 
-    async def get_response(self, request: ResponseIdRequest) -> ResponseObject:
-        return ResponseObject.model_validate_json((await self._row(request.response_id))[0])
+    async def get_response(self, request: RetrieveResponseRequest
+                           ) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        run = self.background.runs.get(request.response_id)
+        if not request.stream:
+            if request.starting_after is not None:
+                raise InvalidRequestError("starting_after picks where a replayed stream starts; add stream=true.",
+                                          param="starting_after")
+            return run.snapshot if run is not None else ResponseObject.model_validate_json(
+                (await self._row(request.response_id))[0])
+        after = -1 if request.starting_after is None else request.starting_after
+        if run is not None:
+            return Stream(run.follow(after))
+        response = ResponseObject.model_validate_json((await self._row(request.response_id))[0])
+        if not response.background:
+            raise InvalidRequestError("Only background responses can be streamed again (their events are kept); "
+                                      "this one was created without background: true; use GET without stream.",
+                                      param="stream")
+        return Stream(self.background.replay(request.response_id, after))
+
+    async def cancel_response(self, request: ResponseIdRequest) -> ResponseObject:
+        cancelled = await self.background.cancel(request.response_id)
+        if cancelled is not None:
+            return cancelled
+        response = ResponseObject.model_validate_json((await self._row(request.response_id))[0])
+        if not response.background:
+            raise InvalidRequestError("Only background responses can be cancelled; this one was created without "
+                                      "background: true (close its stream to stop it).", param="response_id")
+        return response  # already finished: cancelling again changes nothing
 
     async def delete_response(self, request: ResponseIdRequest) -> DeleteResponse:
         await self._row(request.response_id)
+        await self.background.cancel(request.response_id)
         await self.db.execute("DELETE FROM responses WHERE id = ?", (request.response_id,))
+        await self.db.execute("DELETE FROM response_events WHERE response_id = ?", (request.response_id,))
         return DeleteResponse(id=request.response_id, object="response")
 
     async def list_input_items(self, request: InputItemsRequest) -> InputItemList:

@@ -95,7 +95,7 @@ def test_store_false_is_not_kept(client: Any) -> None:
     ({"input": "x", "tool_choice": {"type": "function", "name": "f"}}, "tool_choice"),  # not among the tools
     ({"input": "x", "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}}, "tool_choice"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
-    ({"input": "x", "background": True}, "background"),
+    ({"input": "x", "background": True, "store": False}, "background"),
     ({"input": "x", "truncation": "auto"}, "truncation"),
 ])
 def test_bad_input_is_a_400_naming_the_field(client: Any, body: dict[str, Any], param: str) -> None:
