@@ -13,17 +13,22 @@ from mcp.server.fastmcp import FastMCP
 from tests.chroma_server import free_port
 
 
+CALLS: list[str] = []  # every tool call any test server ran, in order (servers run in the test process)
+
+
 def build() -> FastMCP:
     server = FastMCP("demo", host="127.0.0.1")
 
     @server.tool()
     def shout(text: str) -> str:
         """Say it louder."""
+        CALLS.append("shout")
         return text.upper()
 
     @server.tool()
     def launch_codes(reason: str) -> str:
         """Never to be allowed."""
+        CALLS.append("launch_codes")
         return "0000"
 
     @server.tool()

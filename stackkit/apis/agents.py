@@ -42,6 +42,15 @@ class FileSearchTool(_Open):
     ranking_options: dict[str, Any] | None = None
 
 
+class ToolNames(_Open):
+    tool_names: list[str] = Field(default_factory=list)
+
+
+class ApprovalFilter(_Open):
+    always: ToolNames | None = None
+    never: ToolNames | None = None
+
+
 class McpTool(_Open):
     """Tools of a remote MCP server (streamable HTTP): listed at the start of the turn, run by the server."""
 
@@ -51,14 +60,30 @@ class McpTool(_Open):
     headers: dict[str, str] | None = None
     authorization: str | None = None
     allowed_tools: list[str] | dict[str, Any] | None = None
-    require_approval: Literal["never"] | None = Field(default=None, description="approval flows are not "
-                                                      "supported yet: only 'never'")
+    require_approval: Literal["always", "never"] | ApprovalFilter | None = Field(
+        default=None, description="as OpenAI: unset means always; a call that needs approval ends the turn with "
+        "an mcp_approval_request item, answered by an mcp_approval_response input item")
 
     def allowed(self) -> set[str] | None:
         if self.allowed_tools is None:
             return None
         names = self.allowed_tools if isinstance(self.allowed_tools, list) else self.allowed_tools.get("tool_names")
         return set(names or [])
+
+    def needs_approval(self, name: str) -> bool:
+        rule = self.require_approval
+        if rule is None or isinstance(rule, str):
+            return rule != "never"
+        if rule.never is not None and name in rule.never.tool_names:
+            return False
+        return True  # named under `always`, or named nowhere: approval is the default
+
+    def stored(self) -> dict[str, Any]:
+        """The tool as a response shows and keeps it: no credential (authorization, header values)."""
+        shown = self.model_dump(exclude={"authorization"})
+        if self.headers:
+            shown["headers"] = {k: "<redacted>" for k in self.headers}
+        return shown
 
 
 Tool = Annotated[FunctionTool | FileSearchTool | McpTool, Field(discriminator="type")]
@@ -185,6 +210,17 @@ class McpCallItem(_Open):
     output: str | None = None
     error: str | None = None
     status: Literal["in_progress", "completed", "incomplete", "failed"] = "completed"
+    approval_request_id: str | None = None
+
+
+class McpApprovalRequestItem(_Open):
+    """A call of an MCP tool waiting for the client's `mcp_approval_response` (the turn ends here)."""
+
+    id: str
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    server_label: str
+    name: str
+    arguments: str
 
 
 class InputTokensDetails(_Open):
@@ -219,8 +255,8 @@ class ResponseObject(_Open):
     created_at: int
     status: Literal["completed", "failed", "in_progress", "incomplete", "cancelled", "queued"]
     model: str
-    output: list[OutputMessage | FunctionCallItem | FileSearchCallItem | McpListToolsItem | McpCallItem] = Field(
-        default_factory=list)
+    output: list[OutputMessage | FunctionCallItem | FileSearchCallItem | McpListToolsItem | McpCallItem
+                 | McpApprovalRequestItem] = Field(default_factory=list)
     instructions: str | None = None
     previous_response_id: str | None = None
     tools: list[Tool] = Field(default_factory=list)

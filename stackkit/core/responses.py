@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from stackkit.apis.agents import (
@@ -26,7 +26,9 @@ from stackkit.apis.agents import (
     IncompleteDetails,
     InputItemList,
     InputItemsRequest,
+    McpApprovalRequestItem,
     McpCallItem,
+    McpTool,
     OutputMessage,
     OutputText,
     ResponseError,
@@ -58,6 +60,10 @@ from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
           "body TEXT NOT NULL, input_items TEXT NOT NULL, context TEXT NOT NULL)")
+
+
+async def _done(item: McpCallItem) -> McpCallItem:
+    return item
 
 
 class ResponsesService(ConversationsAPI):
@@ -103,8 +109,9 @@ class ResponsesService(ConversationsAPI):
         context = [*history, *items]
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
         tools = await turn_tools(request)
+        tools.approved = await self._run_approved_calls(request, items, history)
         stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
-            context, request.instructions), tools))
+            [*context, *(a.model_dump() for a in tools.approved)], request.instructions), tools))
         response_id, created = new_id("resp"), int(time.time())
         events = Stream(self._turn(request, items, context, stream, conversation, tools, response_id, created),
                         lambda: aclose(stream))
@@ -121,6 +128,34 @@ class ResponsesService(ConversationsAPI):
             await events.aclose()
         assert final is not None
         return final
+
+    async def _run_approved_calls(self, request: CreateResponseRequest, items: list[dict[str, Any]],
+                                  history: list[dict[str, Any]]) -> list[McpCallItem]:
+        """Answer the input's mcp_approval_response items: run each approved call (a refused one is only noted)."""
+        asked = {i["id"]: i for i in [*history, *items] if i["type"] == "mcp_approval_request"}
+        answered = {i.get("approval_request_id") for i in history if i["type"] in ("mcp_call", "mcp_approval_response")}
+        servers = {t.server_label: t for t in request.tools if isinstance(t, McpTool)}
+        calls = []
+        for n, answer in enumerate(items):
+            if answer["type"] != "mcp_approval_response":
+                continue
+            asked_for, param = asked.get(answer["approval_request_id"]), f"input.{n}.approval_request_id"
+            if asked_for is None:
+                raise InvalidRequestError(f"'{answer['approval_request_id']}' is not an mcp_approval_request of this "
+                                          "conversation; answer the id of one (previous_response_id must name the "
+                                          "response that asked).", param=param)
+            if asked_for["id"] in answered:
+                raise InvalidRequestError(f"'{asked_for['id']}' was already answered; send a new message instead.",
+                                          param=param)
+            server = servers.get(asked_for["server_label"])
+            if server is None:
+                raise InvalidRequestError(f"the approved call goes to MCP server '{asked_for['server_label']}'; "
+                                          "include that mcp tool in tools so it can run.", param="tools")
+            if answer["approve"]:
+                call = await call_mcp_tool(server, asked_for["name"], asked_for["arguments"])
+                call.approval_request_id = asked_for["id"]
+                calls.append(call)
+        return calls
 
     async def _start_background(self, request: CreateResponseRequest, items: list[dict[str, Any]],
                                 context: list[dict[str, Any]], events: Stream[ResponseEvent], response_id: str,
@@ -200,7 +235,8 @@ class ResponsesService(ConversationsAPI):
         return ResponseObject(
             id=response_id, created_at=created, status=status, model=request.model, output=output,  # type: ignore[arg-type]
             instructions=request.instructions, previous_response_id=request.previous_response_id,
-            tools=request.tools, tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
+            tools=[t.stored() if isinstance(t, McpTool) else t for t in request.tools],
+            tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
             temperature=request.temperature, top_p=request.top_p, max_output_tokens=request.max_output_tokens,
             text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user,
             background=request.background, **extra)
@@ -218,7 +254,7 @@ class ResponsesService(ConversationsAPI):
                                                                     []))
         yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
         output: list[Any] = []
-        messages = to_messages(context, request.instructions)
+        messages = to_messages([*context, *(a.model_dump() for a in tools.approved)], request.instructions)
         citations: list[dict[str, Any]] = []
         finish, usage, steps = None, ResponseUsage(), 0
         for listing in tools.listings:  # the MCP servers' tools, as listed before the model was called
@@ -229,6 +265,10 @@ class ResponsesService(ConversationsAPI):
             yield event("response.mcp_list_tools.failed" if listing.error else "response.mcp_list_tools.completed",
                         item_id=listing.id, output_index=index)
             yield event("response.output_item.done", output_index=index, item=listing.model_dump())
+        for approved in tools.approved:  # calls the client approved, run before the model was called
+            async for ev in self._mcp_call_events(event, output, approved, _done(approved)):
+                if not isinstance(ev, str):  # the model reads it from the context instead
+                    yield ev
         try:
             while True:  # model step; server-side tool calls; again, until an answer or a client function call
                 server_calls: list[FunctionCallItem] = []
@@ -247,6 +287,8 @@ class ResponsesService(ConversationsAPI):
                 async for ev in self._run_server_tools(request, server_calls, output, messages, citations, event,
                                                        tools):
                     yield ev
+                if tools.awaiting_approval:
+                    break
                 stream = await self.inference.chat_completion(self._chat_request(request, messages, tools))
         except StackkitError as exc:  # the upstream failed mid-stream
             failed = self._response(request, response_id, created, "failed", output,
@@ -278,38 +320,64 @@ class ResponsesService(ConversationsAPI):
             {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls]})
         for call in calls:
-            index = len(output)
-            item: FileSearchCallItem | McpCallItem
-            text: str | None
             if call.name == FILE_SEARCH:
-                assert tools.file_search is not None and self.vector_io is not None
-                pending = FileSearchCallItem(id=new_id("fs"), queries=[], status="in_progress")
-                yield event("response.output_item.added", output_index=index, item=pending.model_dump())
-                yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
-                yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
-                item, text, found = await run_file_search(tools.file_search, call.arguments, self.vector_io)
-                item.id = pending.id
-                citations += [c for c in found if c["file_id"] not in {x["file_id"] for x in citations}]
-                done = "response.file_search_call.completed"
-                shown = item.model_dump(exclude={"results"} if "file_search_call.results" not in request.include
-                                        else set())
+                assert tools.file_search is not None
+                run = self._file_search_events(request, event, output, call, tools.file_search, citations)
+            elif tools.mcp[call.name].needs_approval(call.name):  # asked, not run: the client answers next time
+                server = tools.mcp[call.name]
+                ask = McpApprovalRequestItem(id=new_id("mcpr"), server_label=server.server_label, name=call.name,
+                                             arguments=call.arguments)
+                tools.awaiting_approval = True
+                yield event("response.output_item.added", output_index=len(output), item=ask.model_dump())
+                output.append(ask)
+                yield event("response.output_item.done", output_index=len(output) - 1, item=ask.model_dump())
+                continue
             else:
                 server = tools.mcp[call.name]
-                yield event("response.output_item.added", output_index=index, item={
-                    "id": call.id, "type": "mcp_call", "server_label": server.server_label, "name": call.name,
-                    "arguments": "", "status": "in_progress"})
-                yield event("response.mcp_call.in_progress", item_id=call.id, output_index=index)
-                yield event("response.mcp_call_arguments.done", item_id=call.id, output_index=index,
-                            arguments=call.arguments)
-                mcp_item = await call_mcp_tool(server, call.name, call.arguments)
-                mcp_item.id = call.id
-                item, text = mcp_item, mcp_item.output if mcp_item.error is None else f"error: {mcp_item.error}"
-                done = "response.mcp_call.failed" if mcp_item.error else "response.mcp_call.completed"
-                shown = item.model_dump()
-            output.append(item)
-            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": text or ""})
-            yield event(done, item_id=item.id, output_index=index)
-            yield event("response.output_item.done", output_index=index, item=shown)
+                pending = McpCallItem(id=call.id, server_label=server.server_label, name=call.name,
+                                      arguments=call.arguments, status="in_progress")
+                run = self._mcp_call_events(event, output, pending, call_mcp_tool(server, call.name, call.arguments))
+            async for ev in run:
+                if isinstance(ev, str):  # what the model reads back
+                    messages.append({"role": "tool", "tool_call_id": call.call_id, "content": ev})
+                else:
+                    yield ev
+
+    async def _file_search_events(self, request: CreateResponseRequest, event: Events, output: list[Any],
+                                  call: FunctionCallItem, tool: FileSearchTool, citations: list[dict[str, Any]]
+                                  ) -> AsyncIterator[Any]:
+        """A file search's events; also yields, as a str, the passages the model reads."""
+        assert self.vector_io is not None
+        index, pending = len(output), FileSearchCallItem(id=new_id("fs"), queries=[], status="in_progress")
+        yield event("response.output_item.added", output_index=index, item=pending.model_dump())
+        yield event("response.file_search_call.in_progress", item_id=pending.id, output_index=index)
+        yield event("response.file_search_call.searching", item_id=pending.id, output_index=index)
+        item, text, found = await run_file_search(tool, call.arguments, self.vector_io)
+        item.id = pending.id
+        citations += [c for c in found if c["file_id"] not in {x["file_id"] for x in citations}]
+        output.append(item)
+        yield text
+        yield event("response.file_search_call.completed", item_id=item.id, output_index=index)
+        yield event("response.output_item.done", output_index=index, item=item.model_dump(
+            exclude={"results"} if "file_search_call.results" not in request.include else set()))
+
+    @staticmethod
+    async def _mcp_call_events(event: Events, output: list[Any], pending: McpCallItem,
+                               result: Awaitable[McpCallItem]) -> AsyncIterator[Any]:
+        """An MCP call's events around `result`; also yields, as a str, the text the model reads."""
+        index = len(output)
+        yield event("response.output_item.added", output_index=index, item={
+            **pending.model_dump(exclude={"output", "error"}), "arguments": "", "status": "in_progress"})
+        yield event("response.mcp_call.in_progress", item_id=pending.id, output_index=index)
+        yield event("response.mcp_call_arguments.done", item_id=pending.id, output_index=index,
+                    arguments=pending.arguments)
+        item = await result
+        item.id = pending.id
+        output.append(item)
+        yield f"error: {item.error}" if item.error is not None else (item.output or "")
+        yield event("response.mcp_call.failed" if item.error else "response.mcp_call.completed", item_id=item.id,
+                    output_index=index)
+        yield event("response.output_item.done", output_index=index, item=item.model_dump())
 
     async def _output_events(self, stream: Any, output: list[Any], event: Events, server_calls: list[FunctionCallItem],
                              citations: list[dict[str, Any]], tools: TurnTools) -> AsyncIterator[Any]:

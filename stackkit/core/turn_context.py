@@ -3,6 +3,7 @@ tools the model is offered (and which of them the server runs), usage sums and e
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from stackkit.apis.agents import (
     CreateResponseRequest,
     FileSearchTool,
+    McpCallItem,
     McpListToolsItem,
     McpTool,
     ResponseEvent,
@@ -31,6 +33,12 @@ def item_text(content: Any) -> str:
     raise InvalidRequestError("A message's content must be a string or a list of text parts.", param="input")
 
 
+INPUT_KINDS = ("message", "function_call", "function_call_output", "mcp_approval_response",
+               # earlier output items, sent back by clients that keep the state themselves
+               "mcp_call", "mcp_list_tools", "mcp_approval_request", "file_search_call")
+_PREFIX = {"message": "msg", "function_call": "fc", "mcp_approval_response": "mcpa"}
+
+
 def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
     """The request's input as items, each with an id (a string input is one user message)."""
     if isinstance(request.input, str):
@@ -39,35 +47,71 @@ def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
     items = []
     for i, item in enumerate(request.input):
         kind = item.get("type", "message")
-        if kind not in ("message", "function_call", "function_call_output"):
-            raise InvalidRequestError(f"input[{i}]: items of type '{kind}' are not supported yet; send messages, "
-                                      "function_call and function_call_output items.", param=f"input.{i}.type")
+        if kind not in INPUT_KINDS:
+            raise InvalidRequestError(f"input[{i}]: items of type '{kind}' are not supported yet; send one of "
+                                      f"{', '.join(INPUT_KINDS)}.", param=f"input.{i}.type")
         if kind == "message" and item.get("role") not in ("user", "system", "developer", "assistant"):
             raise InvalidRequestError(f"input[{i}].role must be user, system, developer or assistant; use one.",
                                       param=f"input.{i}.role")
         if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
             raise InvalidRequestError(f"input[{i}] needs the call_id of the function call it answers.",
                                       param=f"input.{i}.call_id")
-        items.append({"id": item.get("id") or new_id("msg" if kind == "message" else "fc"), **item, "type": kind})
+        if kind == "mcp_approval_response" and not (isinstance(item.get("approval_request_id"), str)
+                                                    and isinstance(item.get("approve"), bool)):
+            raise InvalidRequestError(f"input[{i}] needs approval_request_id (the mcp_approval_request's id) and "
+                                      "approve (true or false).", param=f"input.{i}")
+        items.append({"id": item.get("id") or new_id(_PREFIX.get(kind, "item")), **item, "type": kind})
     return items
 
 
+def _assistant_call(messages: list[dict[str, Any]], call_id: str, name: str, arguments: str) -> None:
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
+        messages[-1]["tool_calls"].append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _approval_outcomes(context: list[dict[str, Any]]) -> dict[str, str]:
+    """What became of each MCP approval request: the call's output, a refusal, or still waiting."""
+    outcomes = {i["id"]: "Not run: waiting for the user's approval." for i in context
+                if i["type"] == "mcp_approval_request"}
+    for item in context:
+        if item["type"] == "mcp_approval_response" and not item["approve"]:
+            outcomes[item["approval_request_id"]] = "Not run: the user declined this call."
+        elif item["type"] == "mcp_call" and item.get("approval_request_id"):
+            outcomes[item["approval_request_id"]] = _mcp_result(item)
+    return outcomes
+
+
+def _mcp_result(item: dict[str, Any]) -> str:
+    return f"error: {item['error']}" if item.get("error") else str(item.get("output") or "")
+
+
 def to_messages(context: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
-    """Chat messages for a context of Responses items (function calls and their outputs kept)."""
+    """Chat messages for a context of Responses items: every tool call of every turn is kept with its result
+    (function calls, MCP calls, approvals, file searches), so later turns see what earlier ones did."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
+    outcomes = _approval_outcomes(context)
     for item in context:
         kind = item["type"]
         if kind == "message":
             messages.append({"role": item["role"], "content": item_text(item["content"])})
         elif kind == "function_call":
-            call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]}}
-            if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
-                messages[-1]["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _assistant_call(messages, item["call_id"], item["name"], item["arguments"])
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": str(item.get("output", ""))})
+        elif kind == "mcp_approval_request":  # the call and what became of it, together
+            _assistant_call(messages, item["id"], item["name"], item["arguments"])
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": outcomes[item["id"]]})
+        elif kind == "mcp_call" and not item.get("approval_request_id"):
+            _assistant_call(messages, item["id"], item["name"], item["arguments"])
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": _mcp_result(item)})
+        elif kind == "file_search_call":
+            found = "\n\n".join(str(r.get("text", "")) for r in item.get("results") or []) or \
+                "(the passages found were not kept)"
+            _assistant_call(messages, item["id"], "file_search", json.dumps({"query": " ".join(item["queries"])}))
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": found})
     return messages
 
 
@@ -79,6 +123,8 @@ class TurnTools:
     file_search: FileSearchTool | None = None
     mcp: dict[str, McpTool] = field(default_factory=dict)  # tool name -> the server it came from
     listings: list[McpListToolsItem] = field(default_factory=list)
+    approved: list[McpCallItem] = field(default_factory=list)  # calls the client approved, run before the model
+    awaiting_approval: bool = False  # a call this turn needs the client's approval: the turn ends
 
     @property
     def server_names(self) -> set[str]:

@@ -1,5 +1,6 @@
 """MCP tools in Responses against a real FastMCP server on 127.0.0.1 (streamable HTTP): listing, calls,
-allowed_tools, a tool that fails and a server that is down (errors on items, never a failed turn)."""
+allowed_tools, approvals (asked, approved, declined, filtered), a tool that fails and a server that is
+down (errors on items, never a failed turn), and credentials that are never stored."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import openai
 import pytest
 
 from tests.integration.test_responses import as_sdk
-from tests.mcp_server import McpServer
+from tests.mcp_server import CALLS, McpServer
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,71 @@ def test_a_server_that_is_down_is_an_error_on_the_listing(client: Any) -> None:
     assert out.status == "completed" and out.output[0].type == "mcp_list_tools" and out.output[0].error
 
 
-def test_approval_flows_are_refused_until_supported(client: Any, mcp_url: str) -> None:
-    with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model="echo", input="x", tools=mcp(mcp_url, require_approval="always"))
-    assert err.value.param and err.value.param.startswith("tools")
+def ask(client: Any, url: str, text: str = "please shout this", **extra: Any) -> Any:
+    tools = [{"type": "mcp", "server_label": "demo", "server_url": url, **extra}]  # approval is OpenAI's default
+    return client.responses.create(model="echo", input=text, tools=tools), tools
+
+
+def test_a_call_waits_for_approval_then_runs(client: Any, mcp_url: str) -> None:
+    CALLS.clear()
+    first, tools = ask(client, mcp_url)
+    as_sdk(first)
+    listing, request = first.output
+    assert request.type == "mcp_approval_request" and request.name == "shout" and first.status == "completed"
+    assert CALLS == []  # nothing ran before the approval
+    second = client.responses.create(model="echo", previous_response_id=first.id, tools=tools, input=[
+        {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}])
+    as_sdk(second)
+    call, answer = [o for o in second.output if o.type != "mcp_list_tools"]
+    assert (call.type, call.approval_request_id, call.output) == ("mcp_call", request.id, "PLEASE SHOUT THIS")
+    assert answer.content[0].text == "From the tools: PLEASE SHOUT THIS" and CALLS == ["shout"]
+    with pytest.raises(openai.BadRequestError) as err:  # an approval is used once
+        client.responses.create(model="echo", previous_response_id=second.id, tools=tools, input=[
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}])
+    assert err.value.param == "input.0.approval_request_id" and CALLS == ["shout"]
+
+
+def test_a_declined_call_never_runs_and_the_model_is_told(client: Any, mcp_url: str) -> None:
+    CALLS.clear()
+    first, tools = ask(client, mcp_url)
+    second = client.responses.create(model="echo", previous_response_id=first.id, tools=tools, input=[
+        {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": False}])
+    assert [o.type for o in second.output if o.type != "mcp_list_tools"] == ["message"]
+    assert "declined" in second.output[-1].content[0].text and CALLS == []
+
+
+def test_approval_filters_and_bad_answers(client: Any, mcp_url: str) -> None:
+    CALLS.clear()
+    out, tools = ask(client, mcp_url, "shout and launch_codes", require_approval={"never": {"tool_names": ["shout"]}})
+    kinds = {o.type: o for o in out.output}
+    assert kinds["mcp_call"].name == "shout" and kinds["mcp_approval_request"].name == "launch_codes"
+    assert CALLS == ["shout"]
+    for bad, param in (({"approval_request_id": "mcpr_nope", "approve": True}, "input.0.approval_request_id"),
+                       ({"approval_request_id": kinds["mcp_approval_request"].id}, "input.0")):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="echo", previous_response_id=out.id, tools=tools,
+                                    input=[{"type": "mcp_approval_response", **bad}])
+        assert err.value.param == param
+    with pytest.raises(openai.BadRequestError) as err:  # the approved call's server is no longer offered
+        client.responses.create(model="echo", previous_response_id=out.id, input=[
+            {"type": "mcp_approval_response", "approval_request_id": kinds["mcp_approval_request"].id,
+             "approve": True}])
+    assert err.value.param == "tools" and CALLS == ["shout"]
+
+
+def test_approval_request_events(client: Any, mcp_url: str) -> None:
+    tools = [{"type": "mcp", "server_label": "demo", "server_url": mcp_url}]
+    events = [as_sdk(e) for e in client.responses.create(model="echo", input="shout", tools=tools, stream=True)]
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert added[-1].item.type == "mcp_approval_request" and events[-1].type == "response.completed"
+    assert "response.mcp_call.in_progress" not in {e.type for e in events}
+
+
+def test_credentials_are_never_stored(client: Any, mcp_url: str, tmp_path: Any) -> None:
+    out = client.responses.create(model="echo", input="shout it", tools=mcp(
+        mcp_url, authorization="sekrit-token", headers={"X-Api-Key": "hdr-secret"}))
+    shown = client.responses.retrieve(out.id).tools[0]
+    assert getattr(shown, "authorization", None) is None and shown.headers == {"X-Api-Key": "<redacted>"}
+    assert out.output[1].output == "SHOUT IT"  # the credentials were used for the call
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*.db*") if p.is_file())
+    assert b"sekrit-token" not in stored and b"hdr-secret" not in stored
