@@ -58,7 +58,7 @@ def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
                                       param=f"input.{i}.call_id")
         if kind == "mcp_approval_response" and not (isinstance(item.get("approval_request_id"), str)
                                                     and isinstance(item.get("approve"), bool)):
-            raise InvalidRequestError(f"input[{i}] needs approval_request_id (the mcp_approval_request's id) and "
+            raise InvalidRequestError(f"input[{i}]: send approval_request_id (the mcp_approval_request's id) and "
                                       "approve (true or false).", param=f"input.{i}")
         items.append({"id": item.get("id") or new_id(_PREFIX.get(kind, "item")), **item, "type": kind})
     return items
