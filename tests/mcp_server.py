@@ -12,7 +12,6 @@ from mcp.server.fastmcp import FastMCP
 
 from tests.chroma_server import free_port
 
-
 CALLS: list[str] = []  # every tool call any test server ran, in order (servers run in the test process)
 
 

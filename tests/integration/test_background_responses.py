@@ -65,7 +65,8 @@ def test_a_dropped_stream_resumes_where_it_stopped(slow: Any) -> None:
     stream.close()  # the caller goes away; the run does not
     response_id = seen[0].response.id
     assert [e.type for e in seen[:3]] == ["response.created", "response.queued", "response.in_progress"]
-    rest = [as_sdk(e) for e in slow.responses.retrieve(response_id, stream=True, starting_after=seen[-1].sequence_number)]
+    last = seen[-1].sequence_number
+    rest = [as_sdk(e) for e in slow.responses.retrieve(response_id, stream=True, starting_after=last)]
     events = seen + rest
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert events[-1].type == "response.completed"
@@ -123,7 +124,7 @@ def test_restart_fails_the_interrupted_and_replays_the_finished(tmp_path: Path) 
         with openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=20) as sdk:
             assert [e.model_dump() for e in sdk.responses.retrieve(finished.id, stream=True)] == before
             failed = sdk.responses.retrieve(running.id)
-            assert failed.status == "failed" and "stopped" in failed.error.message
+            assert failed.status == "failed" and failed.error is not None and "stopped" in failed.error.message
             events = list(sdk.responses.retrieve(running.id, stream=True))
             assert [e.type for e in events] == ["response.failed"]
     finally:

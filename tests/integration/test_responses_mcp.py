@@ -72,7 +72,7 @@ def test_a_call_waits_for_approval_then_runs(client: Any, mcp_url: str) -> None:
     CALLS.clear()
     first, tools = ask(client, mcp_url)
     as_sdk(first)
-    listing, request = first.output
+    _, request = first.output
     assert request.type == "mcp_approval_request" and request.name == "shout" and first.status == "completed"
     assert CALLS == []  # nothing ran before the approval
     second = client.responses.create(model="echo", previous_response_id=first.id, tools=tools, input=[

@@ -16,7 +16,7 @@ def _ask(ident: str) -> dict[str, Any]:
     return {"type": "mcp_approval_request", "id": ident, "server_label": "s", "name": "go", "arguments": "{}"}
 
 
-CONTEXT = [
+CONTEXT: list[dict[str, Any]] = [
     {"type": "message", "role": "user", "content": "hi"},
     {"type": "mcp_list_tools", "id": "l1", "server_label": "s", "tools": []},
     _call("shout", "c1", output="HI"),
