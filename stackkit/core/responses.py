@@ -191,12 +191,6 @@ class ResponsesService(ConversationsAPI):
         if sum(isinstance(t, FileSearchTool) for t in request.tools) > 1:
             raise InvalidRequestError("Give one file_search tool; list every store in its vector_store_ids.",
                                       param="tools")
-        choice = request.tool_choice
-        if isinstance(choice, dict) and not (choice.get("type") in ("function", "mcp")
-                                             and isinstance(choice.get("name"), str)):
-            raise InvalidRequestError("tool_choice must be none, auto, required, or a named function or MCP tool "
-                                      '({"type": "function", "name": ...}); allowed_tools is not supported yet.',
-                                      param="tool_choice")
         if request.text is not None and request.text.format.type == "json_schema" and not request.text.format.schema_:
             raise InvalidRequestError("text.format json_schema needs a `schema`; add it.", param="text.format.schema")
 
@@ -209,16 +203,9 @@ class ResponsesService(ConversationsAPI):
                 body[name] = getattr(request, name)
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
-        if isinstance(request.tool_choice, dict) and request.tool_choice["name"] not in {
-                f["function"]["name"] for f in tools.functions}:
-            offered = sorted(f["function"]["name"] for f in tools.functions)
-            raise InvalidRequestError(f"tool_choice names '{request.tool_choice['name']}', which is not among the "
-                                      f"tools ({', '.join(offered) or 'none'}); name one of them.", param="tool_choice")
         if tools.functions:
             body["tools"] = tools.functions
-            choice = request.tool_choice
-            body["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}} \
-                if isinstance(choice, dict) else choice
+            body["tool_choice"] = tools.chat_choice
             body["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.text.format if request.text is not None else None
         if fmt is not None and fmt.type == "json_object":
@@ -320,6 +307,11 @@ class ResponsesService(ConversationsAPI):
             {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls]})
         for call in calls:
+            if call.name in tools.refused():  # the model called a tool allowed_tools leaves out: it is told
+                allowed = ", ".join(sorted(tools.allowed or ()))
+                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": f"Not run: '{call.name}' "
+                                 f"is not allowed in this turn; the tools you may call are: {allowed}."})
+                continue
             if call.name == FILE_SEARCH:
                 assert tools.file_search is not None
                 run = self._file_search_events(request, event, output, call, tools.file_search, citations)
@@ -385,7 +377,7 @@ class ResponsesService(ConversationsAPI):
         server-side tools go to `server_calls` instead); the last thing yielded is (finish_reason, usage)."""
         message: OutputMessage | None = None
         calls: dict[int, FunctionCallItem] = {}
-        hidden = tools.server_names
+        hidden = tools.server_names | tools.refused()
         finish, usage = None, ResponseUsage()
         async for chunk in stream:
             assert isinstance(chunk, ChatCompletionChunk)

@@ -123,12 +123,22 @@ class TurnTools:
     file_search: FileSearchTool | None = None
     mcp: dict[str, McpTool] = field(default_factory=dict)  # tool name -> the server it came from
     listings: list[McpListToolsItem] = field(default_factory=list)
+    chat_choice: Any = "auto"  # the tool_choice the model is sent
+    allowed: set[str] | None = None  # names the model may call this turn (None: all); others are refused
     approved: list[McpCallItem] = field(default_factory=list)  # calls the client approved, run before the model
     awaiting_approval: bool = False  # a call this turn needs the client's approval: the turn ends
 
     @property
     def server_names(self) -> set[str]:
         return {*self.mcp, *([FILE_SEARCH] if self.file_search is not None else [])}
+
+    @property
+    def names(self) -> list[str]:
+        return [f["function"]["name"] for f in self.functions]
+
+    def refused(self) -> set[str]:
+        """Offered names the model may not call this turn (allowed_tools)."""
+        return set() if self.allowed is None else set(self.names) - self.allowed
 
 
 async def turn_tools(request: CreateResponseRequest) -> TurnTools:
@@ -145,7 +155,49 @@ async def turn_tools(request: CreateResponseRequest) -> TurnTools:
         else:
             tools.functions.append({"type": "function",
                                     "function": tool.model_dump(exclude={"type"}, exclude_none=True)})
+    tools.chat_choice, tools.allowed = _tool_choice(request.tool_choice, tools)
     return tools
+
+
+def _choice_names(choice: dict[str, Any], tools: TurnTools) -> set[str]:
+    """The offered tool names a tool_choice entry stands for (a 400 when it stands for none)."""
+    kind = choice.get("type")
+    if kind == "function" and isinstance(choice.get("name"), str):
+        names = {choice["name"]}
+    elif kind == "mcp" and isinstance(choice.get("server_label"), str):
+        servers = {n for n, t in tools.mcp.items() if t.server_label == choice["server_label"]}
+        names = {choice["name"]} & servers if isinstance(choice.get("name"), str) else servers
+    elif kind == "file_search":
+        names = {FILE_SEARCH}
+    else:
+        raise InvalidRequestError('a tool_choice entry is {"type": "function", "name": ...}, {"type": "mcp", '
+                                  '"server_label": ..., "name": ...} or {"type": "file_search"}; use one of those.',
+                                  param="tool_choice")
+    if not names or not names <= set(tools.names):
+        offered = ", ".join(sorted(tools.names)) or "none"
+        raise InvalidRequestError(f"tool_choice names {choice}, which is not among the tools ({offered}); name one "
+                                  "of them.", param="tool_choice")
+    return names
+
+
+def _tool_choice(choice: Any, tools: TurnTools) -> tuple[Any, set[str] | None]:
+    """(the tool_choice for the model, the names it may call): none/auto/required, one named tool, or
+    allowed_tools (every tool stays offered; calls of the others are refused and the model is told)."""
+    if isinstance(choice, str):
+        return choice, None
+    if choice.get("type") == "allowed_tools":
+        entries, mode = choice.get("tools"), choice.get("mode", "auto")
+        if mode not in ("auto", "required") or not isinstance(entries, list) or not entries:
+            raise InvalidRequestError('allowed_tools needs mode "auto" or "required" and a non-empty tools list; '
+                                      "send both.", param="tool_choice")
+        allowed = set().union(*(_choice_names(e if isinstance(e, dict) else {}, tools) for e in entries))
+        if mode == "required" and len(allowed) == 1:  # chat APIs can force one named tool, not a subset
+            return {"type": "function", "function": {"name": next(iter(allowed))}}, allowed
+        return mode, allowed
+    names = _choice_names(choice, tools)
+    if len(names) == 1:
+        return {"type": "function", "function": {"name": next(iter(names))}}, names
+    return "required", names  # any tool of one MCP server
 
 
 MAX_TOOL_CALLS = 8  # server-side tool calls in one response unless max_tool_calls says otherwise

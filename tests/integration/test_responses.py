@@ -202,3 +202,26 @@ def test_a_named_tool_choice_forces_that_tool(client: Any) -> None:
     assert out.output[0].type == "function_call" and out.output[0].name == "get_weather"
     plain = client.responses.create(model="echo", input="no tool is named here", tools=WEATHER)
     assert plain.output[0].type == "message"
+
+
+CLOCK = [*WEATHER, {"type": "function", "name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string"}}}}]
+
+
+def test_allowed_tools_refuses_calls_outside_the_list(client: Any) -> None:
+    only_time = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]}
+    out = client.responses.create(model="echo", input="use get_weather", tools=CLOCK, tool_choice=only_time)
+    as_sdk(out)
+    assert [o.type for o in out.output] == ["message"]  # the call was refused, not handed to the client
+    assert "not allowed" in out.output[0].content[0].text and "get_time" in out.output[0].content[0].text
+    allowed = client.responses.create(model="echo", input="get_time please", tools=CLOCK, tool_choice=only_time)
+    assert [(o.type, o.name) for o in allowed.output] == [("function_call", "get_time")]
+    forced = client.responses.create(model="echo", input="anything", tools=CLOCK, tool_choice={
+        "type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_time"}]})
+    assert forced.output[0].type == "function_call"
+    for bad in ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "nope"}]},
+                {"type": "allowed_tools", "mode": "sometimes", "tools": [{"type": "function", "name": "get_time"}]},
+                {"type": "mcp", "server_label": "absent"}):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="echo", input="x", tools=CLOCK, tool_choice=bad)
+        assert err.value.param == "tool_choice"
