@@ -13,6 +13,30 @@ from mcp.server.fastmcp import FastMCP
 from tests.chroma_server import free_port
 
 CALLS: list[str] = []  # every tool call any test server ran, in order (servers run in the test process)
+METHODS: list[str] = []  # every JSON-RPC method any test server was sent (initialize, tools/list, ...)
+
+
+def counting(app: Any) -> Any:
+    """The ASGI app, noting the JSON-RPC method of each request it is sent."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        messages = [await receive()]
+        while messages[-1].get("more_body"):
+            messages.append(await receive())
+        body = b"".join(m.get("body", b"") for m in messages)
+        for method in (b"initialize", b"tools/list", b"tools/call"):
+            if b'"method":"' + method + b'"' in body.replace(b" ", b""):
+                METHODS.append(method.decode())
+        replay = iter(messages)
+
+        async def receive_again() -> Any:
+            return next(replay, None) or await receive()
+
+        return await app(scope, receive_again, send)
+
+    return wrapped
 
 
 def build() -> FastMCP:
@@ -41,10 +65,11 @@ def build() -> FastMCP:
 class McpServer:
     """``with McpServer() as url:`` a streamable-HTTP MCP endpoint; `stop()` takes it down mid-test."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        app = build().streamable_http_app()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        app = counting(build().streamable_http_app())
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                   timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
     def __enter__(self) -> str:
@@ -57,7 +82,8 @@ class McpServer:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        """Go down as a crashed server would: open connections (a client's SSE stream) are cut."""
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(15)
 
     def __exit__(self, *exc: Any) -> None:

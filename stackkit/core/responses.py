@@ -28,6 +28,7 @@ from stackkit.apis.agents import (
     InputItemsRequest,
     McpApprovalRequestItem,
     McpCallItem,
+    McpListToolsItem,
     McpTool,
     OutputMessage,
     OutputText,
@@ -45,7 +46,7 @@ from stackkit.core.background import BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
-from stackkit.core.tools import FILE_SEARCH, call_mcp_tool, check_server_tools, run_file_search
+from stackkit.core.tools import FILE_SEARCH, McpSessions, call_mcp_tool, check_server_tools, run_file_search
 from stackkit.core.turn_context import (
     MAX_TOOL_CALLS,
     Events,
@@ -66,6 +67,24 @@ async def _done(item: McpCallItem) -> McpCallItem:
     return item
 
 
+def _reusable_listings(request: CreateResponseRequest, previous: str, history: list[dict[str, Any]]
+                       ) -> dict[str, McpListToolsItem]:
+    """The MCP tool lists of earlier turns, by server label, for servers defined as the previous response
+    defined them (same URL, allowed tools and header names): those are not listed again, as OpenAI does."""
+    servers = [t for t in request.tools if isinstance(t, McpTool)]
+    if not servers:
+        return {}
+    before = {t.server_label: t for t in ResponseObject.model_validate_json(previous).tools if isinstance(t, McpTool)}
+    listed = {i["server_label"]: i for i in history if i["type"] == "mcp_list_tools" and not i.get("error")}
+    return {t.server_label: McpListToolsItem.model_validate(listed[t.server_label]) for t in servers
+            if t.server_label in listed and t.server_label in before and _same_server(before[t.server_label], t)}
+
+
+def _same_server(old: McpTool, new: McpTool) -> bool:
+    return (old.server_url, old.allowed_tools, sorted(old.headers or {})) == \
+        (new.server_url, new.allowed_tools, sorted(new.headers or {}))
+
+
 class ResponsesService(ConversationsAPI):
     """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
 
@@ -76,9 +95,11 @@ class ResponsesService(ConversationsAPI):
         db.run_sync(lambda conn: conn.execute(SCHEMA))
         self._create_conversation_tables()
         self.background = BackgroundRuns(db)
+        self.mcp = McpSessions()
 
     async def shutdown(self) -> None:
         await self.background.shutdown()
+        await self.mcp.close()
         await self.db.close()
 
     # ---- reading and writing state ----------------------------------------------------------------
@@ -100,15 +121,18 @@ class ResponsesService(ConversationsAPI):
     async def create_response(self, request: CreateResponseRequest) -> ResponseObject | AsyncIterator[ResponseEvent]:
         self._check(request)
         history: list[dict[str, Any]] = []
+        reuse: dict[str, McpListToolsItem] = {}
         if request.previous_response_id:
-            history = json.loads((await self._row(request.previous_response_id))[2])  # one query, any depth
+            previous, _, stored_context = await self._row(request.previous_response_id)  # one query, any depth
+            history = json.loads(stored_context)
+            reuse = _reusable_listings(request, previous, history)
         conversation = self._conversation_id(request)
         if conversation is not None:
             history = await self.conversation_items(conversation)
         items = input_items(request)
         context = [*history, *items]
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
-        tools = await turn_tools(request)
+        tools = await turn_tools(request, self.mcp, reuse)
         tools.approved = await self._run_approved_calls(request, items, history)
         stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
             [*context, *(a.model_dump() for a in tools.approved)], request.instructions), tools))
@@ -152,7 +176,7 @@ class ResponsesService(ConversationsAPI):
                 raise InvalidRequestError(f"the approved call goes to MCP server '{asked_for['server_label']}'; "
                                           "include that mcp tool in tools so it can run.", param="tools")
             if answer["approve"]:
-                call = await call_mcp_tool(server, asked_for["name"], asked_for["arguments"])
+                call = await call_mcp_tool(server, asked_for["name"], asked_for["arguments"], self.mcp)
                 call.approval_request_id = asked_for["id"]
                 calls.append(call)
         return calls
@@ -328,7 +352,8 @@ class ResponsesService(ConversationsAPI):
                 server = tools.mcp[call.name]
                 pending = McpCallItem(id=call.id, server_label=server.server_label, name=call.name,
                                       arguments=call.arguments, status="in_progress")
-                run = self._mcp_call_events(event, output, pending, call_mcp_tool(server, call.name, call.arguments))
+                run = self._mcp_call_events(event, output, pending, call_mcp_tool(server, call.name, call.arguments,
+                                                                                   self.mcp))
             async for ev in run:
                 if isinstance(ev, str):  # what the model reads back
                     messages.append({"role": "tool", "tool_call_id": call.call_id, "content": ev})

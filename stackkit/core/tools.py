@@ -3,14 +3,15 @@
 `file_search` searches stackkit's vector stores (hybrid search over the stores a request names), returns
 the passages to the model, and the answer cites the files they came from. `mcp` tools are listed from,
 and called on, a remote MCP server over streamable HTTP with the `mcp` SDK; a failing server or tool is
-an `error` on its item, never a failed turn. Each listing and call opens its own session (bounded by
-timeouts), so a stream can run them from whichever task iterates it.
+an `error` on its item, never a failed turn. Each server gets one session, held open by its own task and
+shared by every turn (bounded by timeouts, closed when idle, reopened once when the server dropped it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -76,25 +77,107 @@ def _mcp_headers(tool: McpTool) -> dict[str, str]:
     return headers
 
 
-async def _mcp_session(tool: McpTool, work: Any) -> Any:
-    """`await work(session)` on a fresh, initialized MCP session to the tool's server."""
-    try:
-        from mcp import ClientSession
-        from mcp.client.streamable_http import streamable_http_client
-    except ImportError as exc:
-        raise MissingPackageError("mcp", "agents") from exc
-    http = httpx.AsyncClient(headers=_mcp_headers(tool), timeout=httpx.Timeout(MCP_TIMEOUT_S, read=MCP_TIMEOUT_S * 4))
-    async with http, streamable_http_client(tool.server_url, http_client=http) as (read, write, _), \
-            ClientSession(read, write) as session:
-        await session.initialize()
-        return await work(session)
+class _Session:
+    """One MCP session kept open by its own task (the SDK's streams must be entered and left in one task);
+    calls from any task go through it."""
+
+    def __init__(self, tool: McpTool) -> None:
+        self.tool = tool
+        self.ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.stop = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._hold())
+        self.last_used = time.monotonic()
+
+    async def _hold(self) -> None:
+        try:
+            from mcp import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+        except ImportError as exc:
+            self.ready.set_exception(MissingPackageError("mcp", "agents"))
+            raise MissingPackageError("mcp", "agents") from exc
+        try:
+            http = httpx.AsyncClient(headers=_mcp_headers(self.tool),
+                                     timeout=httpx.Timeout(MCP_TIMEOUT_S, read=MCP_TIMEOUT_S * 4))
+            async with http, streamable_http_client(self.tool.server_url, http_client=http) as (read, write, _), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                self.ready.set_result(session)
+                await self.stop.wait()
+        except BaseException as exc:
+            if not self.ready.done():
+                self.ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError("MCP session ended"))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def call(self, work: Any) -> Any:
+        """Await `work` unless the session dies first (the SDK can leave a request waiting on a dead server)."""
+        job = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait([job, self.task], timeout=MCP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not job.done():
+                job.cancel()
+        if job.done() and not job.cancelled():
+            return job.result()
+        if self.task.done():
+            raise ConnectionError("the MCP server closed the session")
+        raise TimeoutError(f"the MCP server did not answer within {MCP_TIMEOUT_S:.0f} s")
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def list_mcp_tools(tool: McpTool) -> McpListToolsItem:
+class McpSessions:
+    """One open session per MCP server (URL and credentials), reused by every turn and closed when idle.
+    A call on a session the server dropped is retried once on a fresh session."""
+
+    def __init__(self, idle_s: float = 60.0) -> None:
+        self.idle_s = idle_s
+        self.sessions: dict[tuple[str, tuple[tuple[str, str], ...]], _Session] = {}
+
+    @staticmethod
+    def _key(tool: McpTool) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return tool.server_url, tuple(sorted(_mcp_headers(tool).items()))
+
+    async def run(self, tool: McpTool, work: Any) -> Any:
+        """`await work(session)` on the server's session, opening one if needed; bounded by MCP_TIMEOUT_S."""
+        await self._close_idle()
+        for attempt in (1, 2):
+            key = self._key(tool)
+            held = self.sessions.get(key)
+            if held is None or held.task.done():
+                held = self.sessions[key] = _Session(tool)
+            held.last_used = time.monotonic()
+            try:
+                session = await asyncio.wait_for(asyncio.shield(held.ready), MCP_TIMEOUT_S)
+                return await held.call(work(session))
+            except TimeoutError:
+                raise
+            except Exception:
+                self.sessions.pop(key, None)
+                await held.close()
+                if attempt == 2 or not held.ready.done() or held.ready.exception() is not None:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _close_idle(self) -> None:
+        now = time.monotonic()
+        for key, held in list(self.sessions.items()):
+            if now - held.last_used > self.idle_s or held.task.done():
+                self.sessions.pop(key, None)
+                await held.close()
+
+    async def close(self) -> None:
+        sessions, self.sessions = list(self.sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+async def list_mcp_tools(tool: McpTool, sessions: McpSessions) -> McpListToolsItem:
     """The server's tools that the request allows (an `error` instead when the server cannot be reached)."""
     item = McpListToolsItem(id=f"mcpl_{uuid.uuid4().hex}", server_label=tool.server_label)
     try:
-        listed = await asyncio.wait_for(_mcp_session(tool, lambda s: s.list_tools()), MCP_TIMEOUT_S)
+        listed = await sessions.run(tool, lambda s: s.list_tools())
     except MissingPackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - an unreachable server is reported on the item, not raised
@@ -107,7 +190,7 @@ async def list_mcp_tools(tool: McpTool) -> McpListToolsItem:
     return item
 
 
-async def call_mcp_tool(tool: McpTool, name: str, arguments: str) -> McpCallItem:
+async def call_mcp_tool(tool: McpTool, name: str, arguments: str, sessions: McpSessions) -> McpCallItem:
     """The call as an output item: its output, or the error that stopped it."""
     item = McpCallItem(id=f"mcp_{uuid.uuid4().hex}", server_label=tool.server_label, name=name, arguments=arguments)
     allowed = tool.allowed()
@@ -116,7 +199,7 @@ async def call_mcp_tool(tool: McpTool, name: str, arguments: str) -> McpCallItem
         return item
     try:
         args = json.loads(arguments or "{}")
-        result = await asyncio.wait_for(_mcp_session(tool, lambda s: s.call_tool(name, args)), MCP_TIMEOUT_S)
+        result = await sessions.run(tool, lambda s: s.call_tool(name, args))
     except MissingPackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - the server or the arguments failed: the model is told

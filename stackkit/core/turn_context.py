@@ -17,7 +17,7 @@ from stackkit.apis.agents import (
     ResponseEvent,
     ResponseUsage,
 )
-from stackkit.core.tools import FILE_SEARCH, FILE_SEARCH_FUNCTION, list_mcp_tools, mcp_functions
+from stackkit.core.tools import FILE_SEARCH, FILE_SEARCH_FUNCTION, McpSessions, list_mcp_tools, mcp_functions
 from stackkit.errors import InvalidRequestError
 
 
@@ -141,15 +141,19 @@ class TurnTools:
         return set() if self.allowed is None else set(self.names) - self.allowed
 
 
-async def turn_tools(request: CreateResponseRequest) -> TurnTools:
+async def turn_tools(request: CreateResponseRequest, sessions: McpSessions,
+                     reuse: dict[str, McpListToolsItem] | None = None) -> TurnTools:
+    """The turn's tools; an MCP server whose listing is in `reuse` (by label) is not listed again."""
     tools = TurnTools()
     for tool in request.tools:
         if isinstance(tool, FileSearchTool):
             tools.file_search = tool
             tools.functions.append(FILE_SEARCH_FUNCTION)
         elif isinstance(tool, McpTool):
-            listing = await list_mcp_tools(tool)
-            tools.listings.append(listing)
+            reused = (reuse or {}).get(tool.server_label)
+            listing = reused or await list_mcp_tools(tool, sessions)
+            if reused is None:
+                tools.listings.append(listing)
             tools.mcp.update({t.name: tool for t in listing.tools})
             tools.functions += mcp_functions([(tool, listing)])
         else:

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.integration.test_responses import as_sdk
-from tests.mcp_server import CALLS, McpServer
+from tests.mcp_server import CALLS, METHODS, McpServer
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,33 @@ def test_credentials_are_never_stored(client: Any, mcp_url: str, tmp_path: Any) 
     assert out.output[1].output == "SHOUT IT"  # the credentials were used for the call
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*.db*") if p.is_file())
     assert b"sekrit-token" not in stored and b"hdr-secret" not in stored
+
+
+def test_tool_lists_are_reused_and_sessions_pooled(client: Any, mcp_url: str) -> None:
+    METHODS.clear()
+    first = client.responses.create(model="echo", input="shout one", tools=mcp(mcp_url))
+    second = client.responses.create(model="echo", input="shout two", tools=mcp(mcp_url),
+                                     previous_response_id=first.id)
+    assert [o.type for o in second.output] == ["mcp_call", "message"]  # no second listing
+    assert second.output[0].output == "SHOUT TWO"
+    third = client.responses.create(model="echo", input="shout three", previous_response_id=second.id,
+                                    tools=mcp(mcp_url, allowed_tools=["shout"]))  # another definition: listed again
+    assert third.output[0].type == "mcp_list_tools"
+    assert METHODS.count("tools/list") == 2 and METHODS.count("tools/call") == 3
+    assert METHODS.count("initialize") == 1  # one session for the server, kept between turns
+
+
+def test_a_server_that_goes_down_mid_conversation_is_an_error_on_the_call(client: Any) -> None:
+    server = McpServer()
+    url = server.__enter__()
+    try:
+        first, tools = ask(client, url)  # listed; the call waits for approval
+    finally:
+        server.stop()
+    second = client.responses.create(model="echo", previous_response_id=first.id, tools=tools, input=[
+        {"type": "mcp_approval_response", "approval_request_id": first.output[1].id, "approve": True}])
+    call = second.output[0]
+    assert second.status == "completed" and call.type == "mcp_call" and call.error and call.output is None
+    with McpServer(server.port) as again:  # back on the same address: the pool opens a fresh session
+        out = client.responses.create(model="echo", input="shout back", tools=mcp(again))
+        assert out.output[1].output == "SHOUT BACK"
