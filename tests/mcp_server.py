@@ -21,7 +21,8 @@ def counting(app: Any) -> Any:
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
-            return await app(scope, receive, send)
+            await app(scope, receive, send)
+            return
         messages = [await receive()]
         while messages[-1].get("more_body"):
             messages.append(await receive())
@@ -34,7 +35,7 @@ def counting(app: Any) -> Any:
         async def receive_again() -> Any:
             return next(replay, None) or await receive()
 
-        return await app(scope, receive_again, send)
+        await app(scope, receive_again, send)
 
     return wrapped
 
