@@ -262,9 +262,14 @@ class ResponseObject(_Open):
     tools: list[Tool] = Field(default_factory=list)
     tool_choice: Any = "auto"
     parallel_tool_calls: bool = True
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: float = 1.0  # the request's, or OpenAI's default (which is what the model is sent)
+    top_p: float = 1.0  # the request's, or OpenAI's default (the model is sent it only when the request sets it)
+    presence_penalty: float = 0.0  # not offered by this API: reported as OpenAI reports an unset one
+    frequency_penalty: float = 0.0
+    top_logprobs: int = 0
+    reasoning: dict[str, Any] | None = None
     max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
     text: TextConfig = Field(default_factory=TextConfig)
     truncation: Literal["disabled", "auto"] = "disabled"
     store: bool = True
@@ -274,6 +279,11 @@ class ResponseObject(_Open):
     error: ResponseError | None = None
     user: str | None = None
     background: bool = False
+    completed_at: int | None = None
+    conversation: dict[str, str] | None = None
+    service_tier: str = "default"
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
 
 
 class ResponseEvent(_Open):

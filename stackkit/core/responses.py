@@ -222,9 +222,9 @@ class ResponsesService(ConversationsAPI):
                       ) -> ChatCompletionRequest:
         body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
-        for name in ("temperature", "top_p"):
-            if getattr(request, name) is not None:
-                body[name] = getattr(request, name)
+        body["temperature"] = 1.0 if request.temperature is None else request.temperature  # OpenAI's default
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
         if tools.functions:
@@ -243,12 +243,15 @@ class ResponsesService(ConversationsAPI):
 
     def _response(self, request: CreateResponseRequest, response_id: str, created: int, status: str,
                   output: list[Any], **extra: Any) -> ResponseObject:
+        conversation = self._conversation_id(request)
         return ResponseObject(
             id=response_id, created_at=created, status=status, model=request.model, output=output,  # type: ignore[arg-type]
             instructions=request.instructions, previous_response_id=request.previous_response_id,
             tools=[t.stored() if isinstance(t, McpTool) else t for t in request.tools],
             tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
-            temperature=request.temperature, top_p=request.top_p, max_output_tokens=request.max_output_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p, max_output_tokens=request.max_output_tokens,
+            max_tool_calls=request.max_tool_calls, conversation={"id": conversation} if conversation else None,
             text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user,
             background=request.background, **extra)
 
@@ -316,7 +319,8 @@ class ResponsesService(ConversationsAPI):
                 if isinstance(item, FileSearchCallItem):
                     item.results = None
         final = self._response(request, response_id, created, status, output, usage=usage,
-                               incomplete_details=details)
+                               incomplete_details=details,
+                               completed_at=int(time.time()) if status == "completed" else None)
         if request.store:  # written before the terminal event: nothing is acknowledged that was not stored
             await self._store(final, items, [*context, *(o.model_dump() for o in output)])
         if conversation is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import openresponses_types
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -23,9 +24,31 @@ WEATHER = [{"type": "function", "name": "get_weather", "description": "weather i
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 
+OPEN_EVENTS = {next(iter(cls.model_fields["type"].annotation)).value: cls  # each type is a one-member enum
+               for name, cls in vars(openresponses_types).items() if name.endswith("StreamingEvent")}
+OPEN_ITEMS = {"message", "function_call", "function_call_output"}  # what Open Responses defines (no MCP, files)
+
+
+def _open_responses(data: dict[str, Any]) -> None:
+    """Validate against `openresponses-types` too, where it defines the things in `data`."""
+    response = data if data.get("object") == "response" else data.get("response")
+    items = [*(response or {}).get("output", []), *([data["item"]] if "item" in data else [])]
+    tools = (response or {}).get("tools", [])
+    if any(i["type"] not in OPEN_ITEMS for i in items) or any(t["type"] != "function" for t in tools):
+        return
+    if data.get("object") == "response":
+        openresponses_types.ResponseResource.model_validate(data)
+    elif data["type"] in OPEN_EVENTS:
+        OPEN_EVENTS[data["type"]].model_validate(data)
+    else:
+        raise AssertionError(f"{data['type']} is not an Open Responses event")
+
+
 def as_sdk(obj: Any) -> Any:
-    """Any response or event, validated by the openai SDK's own types."""
+    """Any response or event, validated by the openai SDK's own types and by Open Responses' (where it
+    defines them: it has no MCP or file_search items)."""
     data = obj if isinstance(obj, dict) else obj.model_dump(mode="json", exclude_none=False)
+    _open_responses(data)
     return Response.model_validate(data) if data.get("object") == "response" else EVENTS.validate_python(data)
 
 
