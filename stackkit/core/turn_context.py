@@ -17,6 +17,7 @@ from stackkit.apis.agents import (
     ResponseEvent,
     ResponseUsage,
 )
+from stackkit.core.conversations import stored_item
 from stackkit.core.tools import FILE_SEARCH, FILE_SEARCH_FUNCTION, McpSessions, list_mcp_tools, mcp_functions
 from stackkit.errors import InvalidRequestError
 
@@ -60,7 +61,7 @@ def input_items(request: CreateResponseRequest) -> list[dict[str, Any]]:
                                                     and isinstance(item.get("approve"), bool)):
             raise InvalidRequestError(f"input[{i}]: send approval_request_id (the mcp_approval_request's id) and "
                                       "approve (true or false).", param=f"input.{i}")
-        items.append({"id": item.get("id") or new_id(_PREFIX.get(kind, "item")), **item, "type": kind})
+        items.append(stored_item({"id": item.get("id") or new_id(_PREFIX.get(kind, "item")), **item, "type": kind}))
     return items
 
 
