@@ -153,12 +153,19 @@ class OutputText(_Open):
     logprobs: list[Any] = Field(default_factory=list)
 
 
+class RefusalPart(_Open):
+    """The model's (or a guardrail's) refusal to answer, as OpenAI returns it."""
+
+    type: Literal["refusal"] = "refusal"
+    refusal: str
+
+
 class OutputMessage(_Open):
     id: str
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
-    content: list[OutputText] = Field(default_factory=list)
+    content: list[OutputText | RefusalPart] = Field(default_factory=list)
 
 
 class FunctionCallItem(_Open):

@@ -7,7 +7,8 @@ and the upstream id a provider listed); a request may add shields with ``guardra
 
 **Input:** an error-level violation is a 400 naming the shield and its categories; a redacting shield's
 redacted text is sent on instead. **Output:** an error-level violation replaces the text with the shield's
-message and sets ``finish_reason: "content_filter"``; redaction replaces the text.
+message and sets ``finish_reason: "content_filter"`` (in a stream the message comes as the choice's
+``refusal`` delta, as OpenAI sends refusals); redaction replaces the text.
 
 **Streams never leak.** Each choice's text is held back until the shields' verdict on it is final: it is
 checked in windows of about ``check_chars`` new characters, and only a prefix that ends at a word boundary
@@ -102,6 +103,7 @@ class _ChunkText(Generic[C]):
     replace: Callable[[Any, str, str | None], Any]
     has_more: Callable[[Any], bool]  # the choice carries more than text (a role, tool calls)
     fresh: Callable[[Any, str, str | None], Any]  # a choice like this one carrying only text
+    refuse: Callable[[Any, str], Any]  # the choice ended by a block, carrying the shield's message if it can
 
 
 def _chat_replace(choice: ChatCompletionChunkChoice, text: str, finish: str | None) -> ChatCompletionChunkChoice:
@@ -114,11 +116,14 @@ CHAT_CHUNKS: _ChunkText[ChatCompletionChunk] = _ChunkText(
     read=lambda c: c.delta.content, replace=_chat_replace,
     has_more=lambda c: bool(c.delta.role or c.delta.tool_calls or c.delta.refusal),
     fresh=lambda c, text, finish: ChatCompletionChunkChoice(index=c.index, delta=ChoiceDelta(content=text),
-                                                            finish_reason=finish))
+                                                            finish_reason=finish),
+    refuse=lambda c, message: ChatCompletionChunkChoice(index=c.index, delta=ChoiceDelta(refusal=message),
+                                                        finish_reason="content_filter"))
 COMPLETION_CHUNKS: _ChunkText[Completion] = _ChunkText(
     read=lambda c: c.text, replace=lambda c, text, finish: c.model_copy(update={"text": text, "finish_reason": finish}),
     has_more=lambda c: False,
-    fresh=lambda c, text, finish: CompletionChoice(index=c.index, text=text, finish_reason=finish))
+    fresh=lambda c, text, finish: CompletionChoice(index=c.index, text=text, finish_reason=finish),
+    refuse=lambda c, message: CompletionChoice(index=c.index, text="", finish_reason="content_filter"))
 
 
 class Guardrails:
@@ -259,7 +264,7 @@ class Guardrails:
                     text, blocked = await self._release(shields, state, final)
                 if blocked is not None:
                     state.blocked = True
-                    choices.append(kind.replace(choice, "", "content_filter"))
+                    choices.append(kind.refuse(choice, blocked))
                 elif text or final or kind.has_more(choice):
                     choices.append(kind.replace(choice, text, choice.finish_reason))
             if choices or not chunk.choices:
@@ -271,5 +276,5 @@ class Guardrails:
         for state in held.values():  # a stream that ended without finishing a choice
             if state.text and not state.blocked:
                 text, blocked = await self._release(shields, state, True)
-                choice = kind.fresh(state.template, text, "content_filter" if blocked else None)
+                choice = kind.refuse(state.template, blocked) if blocked else kind.fresh(state.template, text, None)
                 yield last.model_copy(update={"choices": [choice], "usage": None})

@@ -19,7 +19,6 @@ from typing import Any
 
 from stackkit.apis.agents import (
     CreateResponseRequest,
-    FileCitation,
     FileSearchCallItem,
     FileSearchTool,
     FunctionCallItem,
@@ -30,8 +29,6 @@ from stackkit.apis.agents import (
     McpCallItem,
     McpListToolsItem,
     McpTool,
-    OutputMessage,
-    OutputText,
     ResponseError,
     ResponseEvent,
     ResponseIdRequest,
@@ -44,6 +41,7 @@ from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, 
 from stackkit.apis.vector_io import VectorIO
 from stackkit.core.background import BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
+from stackkit.core.message_events import MessageEvents
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
 from stackkit.core.tools import FILE_SEARCH, McpSessions, call_mcp_tool, check_server_tools, run_file_search
@@ -404,7 +402,7 @@ class ResponsesService(ConversationsAPI):
                              citations: list[dict[str, Any]], tools: TurnTools) -> AsyncIterator[Any]:
         """Events for a chat stream's text and tool calls, appending the finished items to `output` (calls of
         server-side tools go to `server_calls` instead); the last thing yielded is (finish_reason, usage)."""
-        message: OutputMessage | None = None
+        messages = MessageEvents(output, event)
         calls: dict[int, FunctionCallItem] = {}
         hidden = tools.server_names | tools.refused()
         finish, usage = None, ResponseUsage()
@@ -416,21 +414,12 @@ class ResponsesService(ConversationsAPI):
                                       total_tokens=chunk.usage.total_tokens)
             for choice in chunk.choices[:1]:
                 delta = choice.delta
-                if delta.content:
-                    if message is None:
-                        message = OutputMessage(id=new_id("msg"), status="in_progress")
-                        yield event("response.output_item.added", output_index=len(output), item=message.model_dump())
-                        yield event("response.content_part.added", item_id=message.id, output_index=len(output),
-                                    content_index=0, part=OutputText(text="").model_dump())
-                        message.content.append(OutputText(text=""))
-                    message.content[0].text += delta.content
-                    yield event("response.output_text.delta", item_id=message.id, output_index=len(output),
-                                content_index=0, delta=delta.content, logprobs=[])
+                for ev in [*(messages.refusal(delta.refusal) if delta.refusal else []),
+                           *(messages.text(delta.content) if delta.content else [])]:
+                    yield ev
                 for call in delta.tool_calls or []:
-                    if message is not None:
-                        for ev in self._close_message(message, output, event):
-                            yield ev
-                        message = None
+                    for ev in messages.close():
+                        yield ev
                     index = len(output) + call.index
                     if call.index not in calls:
                         fn = call.function
@@ -447,11 +436,8 @@ class ResponsesService(ConversationsAPI):
                                         output_index=index, delta=call.function.arguments)
                 if choice.finish_reason is not None:
                     finish = choice.finish_reason
-        if message is not None:
-            message.content[0].annotations = [FileCitation(**{**c, "index": len(message.content[0].text)})
-                                              for c in citations]
-            for ev in self._close_message(message, output, event):
-                yield ev
+        for ev in messages.close(citations):
+            yield ev
         for item in calls.values():
             if item.name in hidden:
                 server_calls.append(item)
@@ -463,17 +449,6 @@ class ResponsesService(ConversationsAPI):
                         arguments=item.arguments, name=item.name)
             yield event("response.output_item.done", output_index=index, item=item.model_dump())
         yield finish, usage
-
-    @staticmethod
-    def _close_message(message: OutputMessage, output: list[Any], event: Events) -> list[ResponseEvent]:
-        index, part = len(output), message.content[0]
-        message.status = "completed"
-        output.append(message)
-        return [event("response.output_text.done", item_id=message.id, output_index=index, content_index=0,
-                      text=part.text, logprobs=[]),
-                event("response.content_part.done", item_id=message.id, output_index=index, content_index=0,
-                      part=part.model_dump()),
-                event("response.output_item.done", output_index=index, item=message.model_dump())]
 
     async def get_response(self, request: RetrieveResponseRequest
                            ) -> ResponseObject | AsyncIterator[ResponseEvent]:

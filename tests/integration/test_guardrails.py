@@ -231,3 +231,25 @@ def _check_keys(client: Any, header: dict[str, str]) -> None:
         model="m", messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=header))
     assert text == "Bearer sk-user"
     assert len(echo_upstream.SEEN_AUTH) >= 2 and set(echo_upstream.SEEN_AUTH) == {"Bearer sk-user"}
+
+
+def test_a_blocked_answer_is_a_refusal(client: Any) -> None:
+    """Chat streams carry the shield's message as the choice's refusal; Responses end the message with a
+    refusal content part (streamed as response.refusal.* events), and no blocked text is ever shown."""
+    from tests.integration.test_responses import as_sdk
+
+    chunks = list(ask(client, "please leak it", "open", stream=True, extra_body={"guardrails": ["pii"]}))
+    refusals = [c.choices[0].delta.refusal for c in chunks if c.choices and c.choices[0].delta.refusal]
+    assert refusals and "personal data" in refusals[-1] and chunks[-1].choices[0].finish_reason == "content_filter"
+    out = client.responses.create(model="open", input="please leak it", extra_body={"guardrails": ["pii"]})
+    as_sdk(out)
+    parts = out.output[-1].content
+    assert parts[-1].type == "refusal" and "personal data" in parts[-1].refusal
+    assert out.status == "incomplete" and out.incomplete_details.reason == "content_filter"
+    events = [as_sdk(e) for e in client.responses.create(model="open", input="please leak it", stream=True,
+                                                           extra_body={"guardrails": ["pii"]})]
+    kinds = [e.type for e in events]
+    assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+    assert kinds.index("response.refusal.done") < kinds.index("response.output_item.done")
+    shown = "".join(getattr(e, "delta", "") for e in events if e.type == "response.output_text.delta")
+    assert "bob" not in shown and "415" not in shown and kinds[-1] == "response.incomplete"

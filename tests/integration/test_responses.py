@@ -34,7 +34,8 @@ def _open_responses(data: dict[str, Any]) -> None:
     response = data if data.get("object") == "response" else data.get("response")
     items = [*(response or {}).get("output", []), *([data["item"]] if "item" in data else [])]
     tools = (response or {}).get("tools", [])
-    if any(i["type"] not in OPEN_ITEMS for i in items) or any(t["type"] != "function" for t in tools):
+    if any(i["type"] not in OPEN_ITEMS for i in items) or any(t["type"] != "function" for t in tools) or \
+            data.get("type", "").startswith(("response.mcp", "response.file_search")):
         return
     if data.get("object") == "response":
         openresponses_types.ResponseResource.model_validate(data)
