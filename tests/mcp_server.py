@@ -14,6 +14,7 @@ from tests.chroma_server import free_port
 
 CALLS: list[str] = []  # every tool call any test server ran, in order (servers run in the test process)
 METHODS: list[str] = []  # every JSON-RPC method any test server was sent (initialize, tools/list, ...)
+AUTHORIZATIONS: list[str] = []  # the Authorization header of each request that carried one
 
 
 def counting(app: Any) -> Any:
@@ -23,6 +24,9 @@ def counting(app: Any) -> Any:
         if scope["type"] != "http" or scope["method"] != "POST":
             await app(scope, receive, send)
             return
+        auth = dict(scope["headers"]).get(b"authorization")
+        if auth:
+            AUTHORIZATIONS.append(auth.decode())
         messages = [await receive()]
         while messages[-1].get("more_body"):
             messages.append(await receive())

@@ -56,7 +56,8 @@ class McpTool(_Open):
 
     type: Literal["mcp"] = "mcp"
     server_label: str = Field(min_length=1, max_length=64)
-    server_url: str = Field(pattern=r"^https?://")
+    server_url: str | None = Field(default=None, pattern=r"^https?://", description="unset: the tool group "
+                                   "registered in run.yaml whose id is server_label")
     headers: dict[str, str] | None = None
     authorization: str | None = None
     allowed_tools: list[str] | dict[str, Any] | None = None
@@ -79,7 +80,8 @@ class McpTool(_Open):
         return True  # named under `always`, or named nowhere: approval is the default
 
     def stored(self) -> dict[str, Any]:
-        """The tool as a response shows and keeps it: no credential (authorization, header values)."""
+        """The tool as a response shows and keeps it: no credential (authorization, header values; the caller
+        masks credentials in the URL)."""
         shown = self.model_dump(exclude={"authorization"})
         if self.headers:
             shown["headers"] = {k: "<redacted>" for k in self.headers}

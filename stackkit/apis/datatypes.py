@@ -18,6 +18,7 @@ class Api(enum.StrEnum):
     vector_io = "vector_io"
     files = "files"
     agents = "agents"
+    tool_runtime = "tool_runtime"
     inspect = "inspect"
 
 

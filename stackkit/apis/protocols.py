@@ -22,6 +22,7 @@ from stackkit.apis.inspect import Inspect
 from stackkit.apis.models import Models
 from stackkit.apis.safety import Safety
 from stackkit.apis.shields import Shields
+from stackkit.apis.tools import ToolRuntime
 from stackkit.apis.vector_io import VectorIO
 
 API_PROTOCOLS: dict[Api, type] = {
@@ -32,6 +33,7 @@ API_PROTOCOLS: dict[Api, type] = {
     Api.vector_io: VectorIO,
     Api.files: Files,
     Api.agents: Agents,
+    Api.tool_runtime: ToolRuntime,
     Api.inspect: Inspect,
 }
 

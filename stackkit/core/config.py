@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -73,18 +73,31 @@ class VectorStoreInput(_Strict):
     embedding_dimension: int | None = None
 
 
+class ToolGroupInput(_Strict):
+    """An MCP server (streamable HTTP) users can name as a tool group, its credentials kept here."""
+
+    toolgroup_id: str
+    mcp_endpoint: str = Field(pattern=r"^https?://", description="the server's streamable-HTTP URL")
+    headers: dict[str, str] = Field(default_factory=dict)
+    authorization: str | None = Field(default=None, description="sent as a Bearer token; never shown")
+    allowed_tools: list[str] | None = None
+    require_approval: Literal["always", "never"] | None = Field(
+        default=None, description="the default for Responses that name this group (unset: always, as OpenAI)")
+
+
 class RegisteredResources(_Strict):
     """Resources declared in run.yaml; one whose id resolves empty is skipped, like a disabled provider."""
 
     models: list[ModelInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
+    tool_groups: list[ToolGroupInput] = Field(default_factory=list)
 
-    @field_validator("models", "shields", "vector_stores")
+    @field_validator("models", "shields", "vector_stores", "tool_groups")
     @classmethod
     def _drop_disabled(cls, items: list[Any]) -> list[Any]:
         return [i for i in items if getattr(i, "model_id", None) or getattr(i, "shield_id", None)
-                or getattr(i, "vector_store_id", None)]
+                or getattr(i, "vector_store_id", None) or getattr(i, "toolgroup_id", None)]
 
 
 class CorsConfig(_Strict):

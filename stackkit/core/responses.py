@@ -42,8 +42,10 @@ from stackkit.apis.vector_io import VectorIO
 from stackkit.core.background import BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.message_events import MessageEvents
+from stackkit.core.redact import redact_url
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
+from stackkit.core.tool_runtime import ToolRuntimeService
 from stackkit.core.tools import FILE_SEARCH, McpSessions, call_mcp_tool, check_server_tools, run_file_search
 from stackkit.core.turn_context import (
     MAX_TOOL_CALLS,
@@ -63,6 +65,12 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at
 
 async def _done(item: McpCallItem) -> McpCallItem:
     return item
+
+
+def _shown(tool: McpTool) -> dict[str, Any]:
+    shown = tool.stored()
+    shown["server_url"] = redact_url(tool.server_url or "")
+    return shown
 
 
 def _reusable_listings(request: CreateResponseRequest, previous: str, history: list[dict[str, Any]]
@@ -86,14 +94,16 @@ def _same_server(old: McpTool, new: McpTool) -> bool:
 class ResponsesService(ConversationsAPI):
     """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
 
-    def __init__(self, inference: Inference, db: SqliteDB, vector_io: VectorIO | None = None) -> None:
+    def __init__(self, inference: Inference, db: SqliteDB, vector_io: VectorIO | None = None,
+                 tool_runtime: ToolRuntimeService | None = None) -> None:
         self.inference = inference
+        self.tool_runtime = tool_runtime or ToolRuntimeService([], McpSessions())
         self.vector_io = vector_io
         self.db = db
         db.run_sync(lambda conn: conn.execute(SCHEMA))
         self._create_conversation_tables()
         self.background = BackgroundRuns(db)
-        self.mcp = McpSessions()
+        self.mcp = self.tool_runtime.sessions
 
     async def shutdown(self) -> None:
         await self.background.shutdown()
@@ -117,6 +127,9 @@ class ResponsesService(ConversationsAPI):
     # ---- the API ------------------------------------------------------------------------------
 
     async def create_response(self, request: CreateResponseRequest) -> ResponseObject | AsyncIterator[ResponseEvent]:
+        if any(isinstance(t, McpTool) and t.server_url is None for t in request.tools):  # named tool groups
+            request = request.model_copy(update={"tools": [self.tool_runtime.resolve(t) if isinstance(t, McpTool)
+                                                           else t for t in request.tools]})
         self._check(request)
         history: list[dict[str, Any]] = []
         reuse: dict[str, McpListToolsItem] = {}
@@ -245,7 +258,7 @@ class ResponsesService(ConversationsAPI):
         return ResponseObject(
             id=response_id, created_at=created, status=status, model=request.model, output=output,  # type: ignore[arg-type]
             instructions=request.instructions, previous_response_id=request.previous_response_id,
-            tools=[t.stored() if isinstance(t, McpTool) else t for t in request.tools],
+            tools=[_shown(t) if isinstance(t, McpTool) else t for t in request.tools],
             tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p, max_output_tokens=request.max_output_tokens,

@@ -41,6 +41,8 @@ from stackkit.core.routing import (
     VectorIORouter,
 )
 from stackkit.core.storage import KVStore, StateLock, open_kvstore, open_sqldb, state_lock
+from stackkit.core.tool_runtime import ToolRuntimeService
+from stackkit.core.tools import McpSessions
 from stackkit.errors import NotFoundError, StackkitError
 
 log = logging.getLogger("stackkit")
@@ -122,13 +124,15 @@ class Stack:
                 inference.guardrails = Guardrails(self.impls[Api.safety],
                                                   int(self.config.safety.get("stream_check_chars", 200)),
                                                   int(self.config.safety.get("stream_holdback_chars", 48)))
+        sessions = McpSessions()
+        self.impls[Api.tool_runtime] = ToolRuntimeService(self.config.registered_resources.tool_groups, sessions)
         self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"),
-                                                  self.impls.get(Api.vector_io))
+                                                  self.impls.get(Api.vector_io), self.impls[Api.tool_runtime])
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
-        apis |= {Api.models, Api.inspect, Api.agents}
+        apis |= {Api.models, Api.inspect, Api.agents, Api.tool_runtime}
         if Api.safety in apis:
             apis.add(Api.shields)
         return [api for api in Api if api in apis]

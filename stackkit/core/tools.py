@@ -70,6 +70,13 @@ async def run_file_search(tool: FileSearchTool, arguments: str, vector_io: Vecto
     return item, text, citations
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, from the innermost cause (the SDK wraps transport errors in exception groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _mcp_headers(tool: McpTool) -> dict[str, str]:
     headers = dict(tool.headers or {})
     if tool.authorization:
@@ -98,6 +105,7 @@ class _Session:
         try:
             http = httpx.AsyncClient(headers=_mcp_headers(self.tool),
                                      timeout=httpx.Timeout(MCP_TIMEOUT_S, read=MCP_TIMEOUT_S * 4))
+            assert self.tool.server_url is not None, "a tool group's URL is filled in before any session"
             async with http, streamable_http_client(self.tool.server_url, http_client=http) as (read, write, _), \
                     ClientSession(read, write) as session:
                 await session.initialize()
@@ -138,7 +146,7 @@ class McpSessions:
 
     @staticmethod
     def _key(tool: McpTool) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return tool.server_url, tuple(sorted(_mcp_headers(tool).items()))
+        return tool.server_url or "", tuple(sorted(_mcp_headers(tool).items()))
 
     async def run(self, tool: McpTool, work: Any) -> Any:
         """`await work(session)` on the server's session, opening one if needed; bounded by MCP_TIMEOUT_S."""
@@ -181,7 +189,7 @@ async def list_mcp_tools(tool: McpTool, sessions: McpSessions) -> McpListToolsIt
     except MissingPackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - an unreachable server is reported on the item, not raised
-        item.error = f"could not list the tools of {tool.server_label}: {type(exc).__name__}: {exc}"
+        item.error = f"could not list the tools of {tool.server_label}: {_reason(exc)}"
         return item
     allowed = tool.allowed()
     item.tools = [McpListedTool(name=t.name, description=t.description, input_schema=t.inputSchema or {},
@@ -203,7 +211,7 @@ async def call_mcp_tool(tool: McpTool, name: str, arguments: str, sessions: McpS
     except MissingPackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - the server or the arguments failed: the model is told
-        item.status, item.error = "failed", f"{type(exc).__name__}: {exc}"
+        item.status, item.error = "failed", _reason(exc)
         return item
     text = "".join(getattr(c, "text", "") for c in result.content)
     if result.isError:
