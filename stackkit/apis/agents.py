@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from stackkit.apis.datatypes import DeleteResponse, route
 
@@ -131,14 +131,10 @@ class CreateResponseRequest(BaseModel):
     conversation: str | dict[str, Any] | None = Field(default=None, description="a conversation whose items "
                                                       "are the context, and which the turn is added to")
     background: bool = False
-    truncation: Literal["disabled", "auto"] = "disabled"
+    truncation: Literal["disabled", "auto"] = Field(default="disabled", description="auto: drop the oldest turns "
+                                                    "to fit the model's context (its metadata's context_length)")
 
-    @field_validator("truncation")
-    @classmethod
-    def _not_yet(cls, value: Any, info: ValidationInfo) -> Any:
-        if value not in (False, "disabled"):
-            raise ValueError(f"{info.field_name}={value!r} is not supported by stackkit yet; leave it out")
-        return value
+
 
 
 class FileCitation(_Open):

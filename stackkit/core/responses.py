@@ -38,6 +38,7 @@ from stackkit.apis.agents import (
 )
 from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
+from stackkit.apis.models import GetModelRequest, Models
 from stackkit.apis.vector_io import VectorIO
 from stackkit.core.background import BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
@@ -55,6 +56,7 @@ from stackkit.core.turn_context import (
     input_items,
     new_id,
     to_messages,
+    truncate,
     turn_tools,
 )
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
@@ -95,8 +97,9 @@ class ResponsesService(ConversationsAPI):
     """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
 
     def __init__(self, inference: Inference, db: SqliteDB, vector_io: VectorIO | None = None,
-                 tool_runtime: ToolRuntimeService | None = None) -> None:
+                 tool_runtime: ToolRuntimeService | None = None, models: Models | None = None) -> None:
         self.inference = inference
+        self.models = models
         self.tool_runtime = tool_runtime or ToolRuntimeService([], McpSessions())
         self.vector_io = vector_io
         self.db = db
@@ -145,10 +148,14 @@ class ResponsesService(ConversationsAPI):
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
         tools = await turn_tools(request, self.mcp, reuse)
         tools.approved = await self._run_approved_calls(request, items, history)
-        stream = await self.inference.chat_completion(self._chat_request(request, to_messages(
-            [*context, *(a.model_dump() for a in tools.approved)], request.instructions), tools))
+        model_context = [*context, *(a.model_dump() for a in tools.approved)]
+        if request.truncation == "auto":
+            model_context = await self._truncated(request, model_context, len(items) + len(tools.approved))
+        messages = to_messages(model_context, request.instructions)
+        stream = await self.inference.chat_completion(self._chat_request(request, messages, tools))
         response_id, created = new_id("resp"), int(time.time())
-        events = Stream(self._turn(request, items, context, stream, conversation, tools, response_id, created),
+        events = Stream(self._turn(request, items, context, list(messages), stream, conversation, tools, response_id,
+                                   created),
                         lambda: aclose(stream))
         if request.background:
             return await self._start_background(request, items, context, events, response_id, created)
@@ -191,6 +198,20 @@ class ResponsesService(ConversationsAPI):
                 call.approval_request_id = asked_for["id"]
                 calls.append(call)
         return calls
+
+    async def _truncated(self, request: CreateResponseRequest, context: list[dict[str, Any]], keep: int
+                         ) -> list[dict[str, Any]]:
+        window = None
+        if self.models is not None:
+            metadata = (await self.models.get_model(GetModelRequest(model_id=request.model))).metadata or {}
+            window = metadata.get("context_length") or metadata.get("max_model_len")
+        if not window:
+            raise InvalidRequestError(f"truncation auto needs the context length of '{request.model}'; set "
+                                      "metadata.context_length on the model in run.yaml, or leave truncation out.",
+                                      param="truncation")
+        reserved = request.max_output_tokens or min(4096, int(window) // 4)
+        budget = int(window) - reserved - len(request.instructions or "") // 3
+        return truncate(context, keep, budget)
 
     async def _start_background(self, request: CreateResponseRequest, items: list[dict[str, Any]],
                                 context: list[dict[str, Any]], events: Stream[ResponseEvent], response_id: str,
@@ -263,12 +284,12 @@ class ResponsesService(ConversationsAPI):
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p, max_output_tokens=request.max_output_tokens,
             max_tool_calls=request.max_tool_calls, conversation={"id": conversation} if conversation else None,
-            text=request.text or {}, store=request.store, metadata=request.metadata, user=request.user,
-            background=request.background, **extra)
+            text=request.text or {}, truncation=request.truncation, store=request.store, metadata=request.metadata,
+            user=request.user, background=request.background, **extra)
 
     async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
-                    stream: Any, conversation: str | None, tools: TurnTools, response_id: str, created: int
-                    ) -> AsyncIterator[ResponseEvent]:
+                    messages: list[dict[str, Any]], stream: Any, conversation: str | None, tools: TurnTools,
+                    response_id: str, created: int) -> AsyncIterator[ResponseEvent]:
         event = Events()
         if request.background:
             queued = self._response(request, response_id, created, "queued", [])
@@ -279,7 +300,6 @@ class ResponsesService(ConversationsAPI):
                                                                     []))
         yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
         output: list[Any] = []
-        messages = to_messages([*context, *(a.model_dump() for a in tools.approved)], request.instructions)
         citations: list[dict[str, Any]] = []
         finish, usage, steps = None, ResponseUsage(), 0
         for listing in tools.listings:  # the MCP servers' tools, as listed before the model was called

@@ -127,7 +127,8 @@ class Stack:
         sessions = McpSessions()
         self.impls[Api.tool_runtime] = ToolRuntimeService(self.config.registered_resources.tool_groups, sessions)
         self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"),
-                                                  self.impls.get(Api.vector_io), self.impls[Api.tool_runtime])
+                                                  self.impls.get(Api.vector_io), self.impls[Api.tool_runtime],
+                                                  self.impls[Api.models])
         self.impls[Api.inspect] = StackInspector(self)
 
     def served_apis(self) -> list[Api]:

@@ -224,3 +224,28 @@ class Events:
         event = ResponseEvent(type=type_, sequence_number=self.sequence, **fields)
         self.sequence += 1
         return event
+
+
+def _estimated_tokens(item: dict[str, Any]) -> int:
+    """A deliberately generous token estimate (about 3 characters a token, plus framing)."""
+    return len(json.dumps(item, ensure_ascii=False)) // 3 + 4
+
+
+def truncate(context: list[dict[str, Any]], keep: int, budget: int) -> list[dict[str, Any]]:
+    """truncation=auto: the context without its oldest turns (a turn starts at a user message and keeps its
+    tool calls with their results) until its estimated size fits `budget` tokens. System and developer
+    messages and the last `keep` items (this request's input) always stay; if those alone do not fit, a 400."""
+    pinned = [i for i in context[:-keep or None] if i["type"] == "message" and i["role"] in ("system", "developer")]
+    older = [i for i in context[:-keep or None] if i not in pinned]
+    recent = context[len(context) - keep:] if keep else []
+    fixed = sum(_estimated_tokens(i) for i in [*pinned, *recent])
+    if fixed > budget:
+        raise InvalidRequestError(f"This request's input is about {fixed} tokens (estimated), more than the "
+                                  f"{budget} the model's context leaves for it; shorten the input or lower "
+                                  "max_output_tokens.", param="input", code="context_length_exceeded")
+    starts = [n for n, i in enumerate(older) if i["type"] == "message" and i["role"] == "user"] + [len(older)]
+    sizes = [_estimated_tokens(i) for i in older]
+    for start in [0, *starts]:  # drop whole turns from the oldest until the rest fits
+        if fixed + sum(sizes[start:]) <= budget:
+            return [*pinned, *older[start:], *recent]
+    return [*pinned, *recent]

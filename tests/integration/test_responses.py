@@ -249,3 +249,36 @@ def test_allowed_tools_refuses_calls_outside_the_list(client: Any) -> None:
         with pytest.raises(openai.BadRequestError) as err:
             client.responses.create(model="echo", input="x", tools=CLOCK, tool_choice=bad)
         assert err.value.param == "tool_choice"
+
+
+def test_truncation_auto_keeps_a_long_chain_within_the_context(tmp_path: Path) -> None:
+    import textwrap
+
+    from stackkit.core.config import parse_config
+
+    config = parse_config(textwrap.dedent(f"""
+        providers:
+          inference: [{{provider_id: fake, provider_type: inline::fake}}]
+        registered_resources:
+          models:
+            - {{model_id: small, provider_id: fake, provider_model_id: fake-small, metadata: {{context_length: 600}}}}
+            - {{model_id: unknown, provider_id: fake, provider_model_id: fake-unknown}}
+        storage: {{backends: {{kv: {{type: sqlite, db_path: "{tmp_path}/kv.db"}}}}, stores: {{registry: kv}}}}
+        """), env={})
+    with LibraryClient(config) as client:
+        previous, sizes = None, []
+        for turn in range(12):
+            out = client.responses.create(model="small", input=f"turn {turn} " + "lorem ipsum " * 30,
+                                          previous_response_id=previous, truncation="auto", max_output_tokens=50)
+            previous, sizes = out.id, [*sizes, out.usage.input_tokens]
+            assert out.truncation == "auto"
+        assert max(sizes) < 600 and sizes[-1] < sizes[0] * 4  # the model never saw the whole chain
+        assert out.output[0].content[0].text.startswith("turn 11")
+        whole = client.responses.create(model="small", input="and now", previous_response_id=previous)
+        assert whole.usage.input_tokens > 600  # without truncation the fake model is sent everything
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="unknown", input="x", truncation="auto")
+        assert err.value.param == "truncation"
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="small", input="x " * 3000, truncation="auto")
+        assert err.value.code == "context_length_exceeded"

@@ -49,3 +49,32 @@ def test_every_call_is_answered_right_after_it() -> None:
                        "r3": "Not run: waiting for the user's approval.", "fs1": "(the passages found were not kept)",
                        "k1": "42"}
     assert messages[0] == {"role": "system", "content": "be brief"} and messages[-1]["content"] == "and now?"
+
+
+def _turn(n: int, words: int = 40) -> list[dict[str, Any]]:
+    return [{"type": "message", "role": "user", "content": f"question {n} " + "w " * words},
+            {"type": "function_call", "id": f"f{n}", "call_id": f"k{n}", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": f"k{n}", "output": "r " * words},
+            {"type": "message", "role": "assistant", "content": f"answer {n}"}]
+
+
+def test_truncation_drops_whole_old_turns_and_keeps_the_rest_valid() -> None:
+    import pytest
+
+    from stackkit.core.turn_context import truncate
+    from stackkit.errors import InvalidRequestError
+
+    system = {"type": "message", "role": "developer", "content": "rules"}
+    now = {"type": "message", "role": "user", "content": "the question now"}
+    context = [system, *[item for n in range(10) for item in _turn(n)], now]
+    kept = truncate(context, keep=1, budget=300)
+    assert kept[0] == system and kept[-1] == now and len(kept) < len(context)
+    first_user = next(i for i in kept[1:] if i["type"] == "message")
+    assert first_user["role"] == "user"  # it starts at a turn's beginning, never mid-turn
+    assert {i["call_id"] for i in kept if i["type"] == "function_call"} == \
+        {i["call_id"] for i in kept if i["type"] == "function_call_output"}
+    assert "question 9" in kept[-5]["content"]  # the newest turns are the ones kept
+    assert truncate(context, keep=1, budget=100_000) == context
+    with pytest.raises(InvalidRequestError) as err:
+        truncate([system, {"type": "message", "role": "user", "content": "x " * 2000}], keep=1, budget=100)
+    assert err.value.code == "context_length_exceeded"
