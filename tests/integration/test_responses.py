@@ -266,7 +266,8 @@ def test_truncation_auto_keeps_a_long_chain_within_the_context(tmp_path: Path) -
         storage: {{backends: {{kv: {{type: sqlite, db_path: "{tmp_path}/kv.db"}}}}, stores: {{registry: kv}}}}
         """), env={})
     with LibraryClient(config) as client:
-        previous, sizes = None, []
+        previous: str | None = None
+        sizes: list[int] = []
         for turn in range(12):
             out = client.responses.create(model="small", input=f"turn {turn} " + "lorem ipsum " * 30,
                                           previous_response_id=previous, truncation="auto", max_output_tokens=50)
