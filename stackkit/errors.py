@@ -163,7 +163,15 @@ class UpstreamTimeoutError(ProviderError):
     error_type = "timeout_error"
 
 
+class AgentLoopError(StackkitError):
+    """An `Agent`'s model kept calling tools past `max_turns`: the run stops instead of looping forever."""
+
+    status_code = 500
+    error_type = "agent_loop_error"
+
+
 __all__ = [
+    "AgentLoopError",
     "AuthenticationError",
     "ConfigError",
     "ConflictError",

@@ -254,6 +254,12 @@ class ResponseError(_Open):
     message: str
 
 
+class ConversationRef(_Open):
+    """The conversation a response belongs to."""
+
+    id: str
+
+
 class ResponseObject(_Open):
     id: str
     object: Literal["response"] = "response"
@@ -285,7 +291,7 @@ class ResponseObject(_Open):
     user: str | None = None
     background: bool = False
     completed_at: int | None = None
-    conversation: dict[str, str] | None = None
+    conversation: ConversationRef | None = None
     service_tier: str = "default"
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
@@ -319,16 +325,52 @@ class InputItemsRequest(BaseModel):
     order: Literal["asc", "desc"] = "desc"
 
 
+class InputText(_Open):
+    type: Literal["input_text"] = "input_text"
+    text: str
+
+
+class MessageItem(_Open):
+    """A message of a conversation or a request's input, its content as typed parts."""
+
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "developer", "assistant"]
+    status: str | None = None
+    content: list[InputText | OutputText | RefusalPart | _Open]
+
+
+class FunctionCallOutputItem(_Open):
+    id: str
+    type: Literal["function_call_output"] = "function_call_output"
+    call_id: str
+    output: Any
+    status: str | None = None
+
+
+class McpApprovalResponseItem(_Open):
+    id: str
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
+    approval_request_id: str
+    approve: bool
+    reason: str | None = None
+
+
 class ConversationItem(_Open):
-    """An item of a conversation (a message, a function call or its output), as it was added."""
+    """Any other item, as it was added."""
 
     id: str
     type: str
 
 
+# items as lists return them: typed where stackkit knows the type (so SDK-style attribute access works)
+Item = (MessageItem | FunctionCallItem | FunctionCallOutputItem | FileSearchCallItem | McpCallItem
+        | McpListToolsItem | McpApprovalRequestItem | McpApprovalResponseItem | ConversationItem)
+
+
 class InputItemList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[ConversationItem]
+    data: list[Item]
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
@@ -436,7 +478,7 @@ class Agents(Protocol):
         ...
 
     @route("GET", "/v1/conversations/{conversation_id}/items/{item_id}", sdk="conversations.items.retrieve")
-    async def get_conversation_item(self, request: ItemRequest) -> ConversationItem:
+    async def get_conversation_item(self, request: ItemRequest) -> Item:
         """Get one item of a conversation."""
         ...
 

@@ -8,13 +8,15 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from stackkit.apis.agents import (
     AddItemsRequest,
     ConversationIdRequest,
-    ConversationItem,
     ConversationObject,
     CreateConversationRequest,
     InputItemList,
+    Item,
     ItemRequest,
     ListItemsRequest,
     UpdateConversationRequest,
@@ -23,6 +25,7 @@ from stackkit.apis.datatypes import DeleteResponse
 from stackkit.core.sqlite import SqliteDB
 from stackkit.errors import NotFoundError
 
+_ITEM: TypeAdapter[Item] = TypeAdapter(Item)
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
     "metadata TEXT NOT NULL)",
@@ -130,14 +133,14 @@ class ConversationsAPI:
         items = await self.conversation_items(request.conversation_id)
         return item_page(items, request.order, request.after, request.limit)
 
-    async def get_conversation_item(self, request: ItemRequest) -> ConversationItem:
+    async def get_conversation_item(self, request: ItemRequest) -> Item:
         await self._conversation(request.conversation_id)
         rows = await self.db.execute("SELECT body FROM conversation_items WHERE conversation_id = ? AND item_id = ?",
                                      (request.conversation_id, request.item_id))
         if not rows:
             raise NotFoundError(f"Item '{request.item_id}' is not in conversation '{request.conversation_id}'; list "
                                 "its items with GET .../items.", code="item_not_found", param="item_id")
-        return ConversationItem.model_validate(json.loads(rows[0][0]))
+        return _ITEM.validate_python(json.loads(rows[0][0]))
 
     async def delete_conversation_item(self, request: ItemRequest) -> ConversationObject:
         await self.get_conversation_item(request)
