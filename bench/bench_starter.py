@@ -1,5 +1,7 @@
 """`stackkit run starter` as a newcomer runs it: launch to healthy, launch to the first embedding
-answered (the packaged MiniLM loaded), and RSS idle after start and once the model is loaded.
+answered (the packaged MiniLM loaded), to the first chat answer from the default local model (SmolLM2,
+from the model cache: the first run ever also fetches and converts it), and RSS idle after start, once
+MiniLM is in and once both models are in.
 
     python bench/bench_starter.py [--runs 3]
 
@@ -63,9 +65,17 @@ def one_run() -> dict[str, float]:
                         ready = time.perf_counter() - started
             except httpx.TransportError:
                 time.sleep(0.01)
+        embed_rss = rss_mb(proc.pid)
+        r = httpx.post(f"{base}/chat/completions", timeout=300, json={
+            "model": "smollm2-135m-instruct", "temperature": 0, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        chat = time.perf_counter() - started if r.status_code == 200 else float("nan")
+        if r.status_code != 200:
+            print(r.text[:300], file=sys.stderr)
         time.sleep(0.5)
         return {"healthy_s": round(healthy or float("nan"), 3), "first_embedding_s": round(ready or float("nan"), 3),
-                "rss_at_healthy_mb": round(idle_rss or float("nan"), 1), "rss_model_loaded_mb": round(rss_mb(proc.pid), 1)}
+                "first_chat_s": round(chat, 3), "rss_at_healthy_mb": round(idle_rss or float("nan"), 1),
+                "rss_minilm_loaded_mb": round(embed_rss, 1), "rss_both_loaded_mb": round(rss_mb(proc.pid), 1)}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

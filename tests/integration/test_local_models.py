@@ -98,7 +98,7 @@ async def test_stop_strings_cut_the_output(local: Any) -> None:
 
 async def test_concurrent_requests_are_batched_and_match_sequential(local: Any) -> None:
     prompts = [[{"role": "user", "content": "word " * (i + 1)}] for i in range(8)]
-    engine = provider(local, "local").engine
+    engine = (await provider(local, "local").loading.get()).engine
     engine.max_batch_seen = 0
     together = await asyncio.gather(*(local.chat.completions.create(model="tiny", messages=p, max_tokens=20,
                                                                     temperature=0) for p in prompts))
@@ -109,7 +109,7 @@ async def test_concurrent_requests_are_batched_and_match_sequential(local: Any) 
 
 
 async def test_abandoned_stream_leaves_the_batch(local: Any) -> None:
-    engine = provider(local, "local").engine
+    engine = (await provider(local, "local").loading.get()).engine
     stream = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=200, temperature=0,
                                                  stream=True)
     async for _ in stream:
@@ -190,7 +190,7 @@ async def test_concurrent_embedding_requests_share_encode_calls(local: Any) -> N
 
 
 async def test_a_stream_never_read_leaves_the_batch(local: Any) -> None:
-    engine = provider(local, "local").engine
+    engine = (await provider(local, "local").loading.get()).engine
     closed = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=500, stream=True)
     await closed.aclose()  # never iterated
     dropped = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=500, stream=True)

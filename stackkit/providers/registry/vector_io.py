@@ -12,11 +12,12 @@ def available_providers() -> list[ProviderSpec]:
             provider_type="inline::faiss",
             module="stackkit.providers.inline.faiss",
             config_class="stackkit.providers.inline.faiss.FaissConfig",
-            pip_packages=("faiss-cpu", "numpy"),
+            pip_packages=("faiss-cpu", "numpy", "tantivy"),
             api_dependencies=(Api.inference,),
             optional_api_dependencies=(Api.files,),
             extra="faiss",
-            description="FAISS vector stores, persisted incrementally; keyword and hybrid search via sqlite FTS5.",
+            description="FAISS vector stores, persisted incrementally; keyword and hybrid search via sqlite FTS5 "
+                        "or tantivy (keyword_index).",
         ),
         ProviderSpec(
             api=Api.vector_io,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,10 @@ from stackkit.errors import ProviderUnavailableError, StackkitError
 
 T = TypeVar("T")
 log = logging.getLogger("stackkit.loading")
+# Held for the whole of a torch model load: two threads importing transformers at once can see a partly
+# initialized module, and from_pretrained patches global torch state (meta-device initialization), so two
+# loads in parallel threads corrupt each other ("Cannot copy out of meta tensor"). One load at a time.
+MODEL_LOADS = threading.Lock()
 
 
 class Loading(Generic[T]):
@@ -23,9 +28,14 @@ class Loading(Generic[T]):
         self.what = what
         self.started = time.monotonic()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"load-{what}")
-        self._future = self._executor.submit(load)
+        self._future = self._executor.submit(self._one_at_a_time, load)
         self._future.add_done_callback(self._report)
         self._executor.shutdown(wait=False)
+
+    @staticmethod
+    def _one_at_a_time(load: Callable[[], T]) -> T:
+        with MODEL_LOADS:
+            return load()
 
     def _report(self, future: concurrent.futures.Future[T]) -> None:
         if future.exception() is not None:

