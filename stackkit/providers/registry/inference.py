@@ -12,7 +12,7 @@ def available_providers() -> list[ProviderSpec]:
             provider_type="inline::transformers",
             module="stackkit.providers.inline.transformers",
             config_class="stackkit.providers.inline.transformers.TransformersConfig",
-            pip_packages=("torch", "transformers", "tokenizers", "gguf", "accelerate"),
+            pip_packages=("torch", "transformers", "tokenizers", "gguf", "accelerate", "llguidance"),
             extra="transformers",
             description="A local Hugging Face causal LM (CPU or CUDA) with continuous batching.",
         ),

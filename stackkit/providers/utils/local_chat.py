@@ -202,8 +202,10 @@ async def _completion_chunks(gen: TextGeneration, request: CompletionRequest) ->
                      choices=[CompletionChoice(text="", finish_reason=gen.finish_reason)])  # type: ignore[arg-type]
 
 
-def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider: str) -> None:
-    """Reject what local generation does not do, instead of answering as if it had."""
+def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider: str,
+                   constrains: bool = False) -> None:
+    """Reject what local generation does not do, instead of answering as if it had (`constrains`: the
+    provider enforces forced tool calls and JSON output itself)."""
     if getattr(request, "n", None) not in (None, 1):
         raise InvalidRequestError(f"{provider} generates one choice per request; set n=1.", param="n")
     if request.logprobs:
@@ -212,7 +214,7 @@ def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider:
     for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
         if getattr(request, name, None):
             raise InvalidRequestError(f"{provider} does not apply {name}; remove it.", param=name)
-    if not isinstance(request, ChatCompletionRequest):
+    if not isinstance(request, ChatCompletionRequest) or constrains:
         return
     if request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice):
         raise InvalidRequestError(f"{provider} cannot force a tool call (it does not constrain decoding); use "

@@ -2,7 +2,10 @@
 
 Concurrent requests share decode steps (see engine.py). Chat uses the tokenizer's chat
 template (with tools, where the template supports them); tool calls are parsed from the
-output. Streaming, stop strings, seed, temperature, top_p, max_tokens and usage are supported.
+output. Streaming, stop strings, seed, temperature, top_p, max_tokens and usage are supported;
+`response_format` json_schema/json_object and a forced tool call (`tool_choice` required or named)
+are enforced by constrained decoding (grammar.py). A model loads in the background and may be a
+directory, a .gguf file (de-quantized once and cached), a packaged model or a hub id.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from stackkit.apis.inference import (
     ProviderModel,
 )
 from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.providers.inline.transformers.grammar import Grammars, request_schema, schema_param
 from stackkit.providers.utils.loading import Loading
 from stackkit.providers.utils.local_chat import (
     chat_chunks,
@@ -139,6 +143,7 @@ class _Loaded:
         self.tokenizer = tokenizer
         self.context_length = _context_length(model)
         self.engine = BatchEngine(model, config.max_batch_size)
+        self.grammars = Grammars(tokenizer, int(model.get_output_embeddings().weight.shape[0]))
         eos = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))}
         self.stop_ids = frozenset(i for i in eos if isinstance(i, int))
 
@@ -174,10 +179,10 @@ class TransformersInference:
                                 code="model_not_found")
 
     def _start(self, loaded: _Loaded, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
-               stops: list[str]) -> _TextStream:
+               stops: list[str], matcher: Any = None) -> _TextStream:
         from stackkit.providers.inline.transformers.engine import Generation
 
-        check_sampling(request, "inline::transformers")
+        check_sampling(request, "inline::transformers", constrains=True)
         wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
         if loaded.context_length is not None:
             room = loaded.context_length - len(prompt_ids)
@@ -189,7 +194,8 @@ class TransformersInference:
             wanted = min(wanted, room)
         generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
                                 temperature=1.0 if request.temperature is None else request.temperature,
-                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
+                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
+                                matcher=matcher)
         loaded.engine.submit(generation)
         return _TextStream(loaded.tokenizer, generation, stops)
 
@@ -200,7 +206,10 @@ class TransformersInference:
         loaded = await self.loading.get()
         prompt = render_prompt(loaded.tokenizer, request)
         ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        gen = self._start(loaded, ids, request, request.stop_list())
+        schema = request_schema(request)
+        matcher = None if schema is None else await asyncio.to_thread(loaded.grammars.matcher, schema,
+                                                                         schema_param(request))
+        gen = self._start(loaded, ids, request, request.stop_list(), matcher)
         return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:

