@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""inline::transformers: batching throughput, and one request against model.generate.
+"""inline::transformers: batching throughput, one request against model.generate, and the cost of
+constrained decoding.
 
-Builds a small random Llama (no weights can be downloaded here), then measures, through
-AsyncLibraryClient (the provider's real code path):
+On a small random Llama built here, or with `--model smollm2-135m-instruct` on the real packaged model,
+measures through AsyncLibraryClient (the provider's real code path):
   * aggregate generated tokens/s with 8 concurrent requests vs 1 at a time (target >= 3x);
-  * one request's tokens/s vs calling `model.generate` directly with the same settings (target >= 0.9x).
+  * one request's tokens/s vs calling `model.generate` directly with the same settings (target >= 0.9x);
+  * one request's tokens/s with a JSON schema enforced vs free text (llguidance's mask per token).
 Prints JSON lines.
 """
 
@@ -58,20 +60,40 @@ def generate_directly(model: Any, tokenizer: Any, prompt: str, max_tokens: int) 
     return elapsed, int(out.shape[1] - ids["input_ids"].shape[1])
 
 
+SCHEMA = {"type": "object", "additionalProperties": False, "required": ["items"], "properties": {
+    "items": {"type": "array", "items": {"type": "object", "additionalProperties": False, "required": ["name", "n"],
+                                         "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}}}}}
+
+
+async def constrained_cost(client: Any, prompt: str, max_tokens: int, runs: int) -> None:
+    async def rate(**extra: Any) -> float:
+        start = time.perf_counter()
+        out = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}],
+                                                   max_tokens=max_tokens, temperature=0, **extra)
+        return float(out.usage.completion_tokens) / (time.perf_counter() - start)
+
+    await rate(response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": SCHEMA}})  # compile
+    free = statistics.median([await rate() for _ in range(runs)])
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": SCHEMA}}
+    held = statistics.median([await rate(response_format=fmt) for _ in range(runs)])
+    emit({"bench": "transformers_constrained", "free_tokens_per_s": round(free, 1),
+          "json_schema_tokens_per_s": round(held, 1), "ratio": round(held / free, 2)})
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_model(Path(tmp) / "small-llama", hidden_size=args.hidden, layers=args.layers,
-                                heads=8, context=2048)
+        path = args.model or str(build_tiny_model(Path(tmp) / "small-llama", hidden_size=args.hidden,
+                                                  layers=args.layers, heads=8, context=2048))
         config = parse_config(textwrap.dedent(f"""
             providers:
               inference:
                 - {{provider_id: local, provider_type: inline::transformers,
-                    config: {{model: "{path}", max_batch_size: 8, device: cpu}}}}
-            registered_resources: {{models: [{{model_id: m, provider_id: local, provider_model_id: small-llama}}]}}
+                    config: {{model: "{path}", model_id: m, max_batch_size: 8, device: cpu}}}}
+            registered_resources: {{models: [{{model_id: m, provider_id: local, provider_model_id: m}}]}}
             storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
             """), env={})
         async with AsyncLibraryClient(config) as client:
-            provider = client.stack.tables["inference"].providers["local"]  # type: ignore[union-attr]
+            provider = await client.stack.tables["inference"].providers["local"].loading.get()  # type: ignore[union-attr]
             params = sum(p.numel() for p in provider.model.parameters())
             prompts = [f"Tell me about item number {i} and the weather in Paris." for i in range(8)]
             await timed_requests(client, prompts[:2], 8, concurrent=True)  # warm up
@@ -92,10 +114,12 @@ async def main(args: argparse.Namespace) -> None:
             mine, theirs = statistics.median(ours), statistics.median(direct)
             emit({"bench": "transformers_single_vs_generate", "stackkit_tokens_per_s": round(mine, 1),
                   "generate_tokens_per_s": round(theirs, 1), "ratio": round(mine / theirs, 2)})
+            await constrained_cost(client, prompts[0], args.max_tokens, args.runs)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="a model for inline::transformers (default: a random Llama)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=64)
