@@ -334,6 +334,8 @@ class ResponsesService(ConversationsAPI):
                     yield ev
                 if tools.awaiting_approval:
                     break
+                if tools.chat_choice != "none":  # a forced call was made: the model may now answer
+                    tools.chat_choice = "auto"
                 stream = await self.inference.chat_completion(self._chat_request(request, messages, tools))
         except StackkitError as exc:  # the upstream failed mid-stream
             failed = self._response(request, response_id, created, "failed", output,

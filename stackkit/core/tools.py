@@ -37,7 +37,8 @@ FILE_SEARCH_FUNCTION = {
     "function": {
         "name": FILE_SEARCH,
         "description": "Search the user's uploaded files for passages relevant to a query.",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "what to find"}},
+        "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "what to find",
+                                                                  "maxLength": 120}},  # bounds a looping small model
                        "required": ["query"]},
     },
 }

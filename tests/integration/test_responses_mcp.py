@@ -161,3 +161,9 @@ def test_a_server_that_goes_down_mid_conversation_is_an_error_on_the_call(client
     with McpServer(server.port) as again:  # back on the same address: the pool opens a fresh session
         out = client.responses.create(model="echo", input="shout back", tools=mcp(again))
         assert out.output[1].output == "SHOUT BACK"
+
+
+def test_required_forces_one_call_then_lets_the_model_answer(client: Any, mcp_url: str) -> None:
+    out = client.responses.create(model="echo", input="hello", tools=mcp(mcp_url, allowed_tools=["shout"]),
+                                  tool_choice="required")
+    assert [o.type for o in out.output] == ["mcp_list_tools", "mcp_call", "message"] and out.status == "completed"

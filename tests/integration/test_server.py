@@ -327,6 +327,15 @@ def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
                 time.sleep(0.05)
             found = sdk.vector_stores.search(store.id, query="a happy kitten")
             assert found.data[0].file_id == cats.id  # MiniLM: semantic, no shared words
+            rag = sdk.responses.create(  # RAG: the local model searches the store, then answers from it
+                model="smollm2-135m-instruct", input="What do cats do when they are content?", temperature=0,
+                tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 1}],
+                tool_choice="required", max_output_tokens=120, include=["file_search_call.results"])
+            as_sdk(rag)
+            search, answer = rag.output
+            assert search.type == "file_search_call" and search.results[0].file_id == cats.id
+            assert [a.file_id for a in answer.content[0].annotations] == [cats.id]
+            assert "purr" in rag.output_text.lower()  # greedy SmolLM2 answers from the passage it was given
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
