@@ -332,9 +332,9 @@ def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
                 tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 1}],
                 tool_choice="required", max_output_tokens=120, include=["file_search_call.results"])
             as_sdk(rag)
-            search, answer = rag.output
-            assert search.type == "file_search_call" and search.results[0].file_id == cats.id
-            assert [a.file_id for a in answer.content[0].annotations] == [cats.id]
+            search, answer = (o.model_dump() for o in rag.output)
+            assert search["type"] == "file_search_call" and search["results"][0]["file_id"] == cats.id
+            assert [a["file_id"] for a in answer["content"][0]["annotations"]] == [cats.id]
             assert "purr" in rag.output_text.lower()  # greedy SmolLM2 answers from the passage it was given
     finally:
         proc.send_signal(signal.SIGTERM)
