@@ -59,22 +59,41 @@ def _loads(arguments: str) -> Any:
         return arguments
 
 
-def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise InvalidRequestError(
-            "This model's tokenizer has no chat template; use /v1/completions, or set chat_template in the "
-            "provider config.", param="messages")
-    with_tools = request.tools if request.tool_choice != "none" else None
-    tools = [t.function.model_dump(exclude_none=True) for t in with_tools or []]
-    wrapped = [{"type": "function", "function": t} for t in tools] or None
+TOOLS_FALLBACK = (
+    "You can call these functions:\n{tools}\n\nTo call one, answer with only\n"
+    '<tool_call>{{"name": <function name>, "arguments": <arguments as JSON>}}</tool_call>\n'
+    "and nothing else. Otherwise answer normally.")
+
+
+def _apply(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
     try:
-        text = tokenizer.apply_chat_template(template_messages(request), tools=wrapped, add_generation_prompt=True,
-                                             tokenize=False)
+        return str(tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False))
     except Exception as exc:  # template errors: the caller's messages do not fit it
         raise InvalidRequestError(f"The model's chat template rejected these messages: {exc}; fix the "
                                   "message order or roles",
                                   param="messages") from exc
-    return str(text)
+
+
+def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
+    """The chat prompt. Tools go through the template; a template that renders no tools (SmolLM2's, for
+    one) gets them as a system message in the Hermes `<tool_call>` format that parse_tool_calls reads."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidRequestError(
+            "This model's tokenizer has no chat template; use /v1/completions, or set chat_template in the "
+            "provider config.", param="messages")
+    messages = template_messages(request)
+    with_tools = request.tools if request.tool_choice != "none" else None
+    wrapped = [{"type": "function", "function": t.function.model_dump(exclude_none=True)}
+               for t in with_tools or []] or None
+    text = _apply(tokenizer, messages, wrapped)
+    if wrapped is None or text != _apply(tokenizer, messages, None):
+        return text
+    described = TOOLS_FALLBACK.format(tools="\n".join(json.dumps(t["function"]) for t in wrapped))
+    if messages and messages[0]["role"] == "system":
+        messages = [{**messages[0], "content": f"{messages[0]['content']}\n\n{described}"}, *messages[1:]]
+    else:
+        messages = [{"role": "system", "content": described}, *messages]
+    return _apply(tokenizer, messages, None)
 
 
 def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[ToolCall]]:
