@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Coroutine
@@ -46,8 +47,17 @@ class LoopDriver:
         self._callers += 1
         with self._lock:
             self._callers -= 1
+            task = self.loop.create_task(coro)
             try:
-                return self.loop.run_until_complete(coro)
+                return self.loop.run_until_complete(task)
+            except BaseException:
+                # Ctrl-C (KeyboardInterrupt) leaves the loop with `task` mid-await: cancel it and let it
+                # unwind now, so what it holds is released and a stream it was reading can be closed
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        self.loop.run_until_complete(task)
+                raise
             finally:
                 if self._in_flight():
                     self._pending.set()

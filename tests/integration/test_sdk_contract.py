@@ -111,6 +111,28 @@ def test_an_unread_stream_is_cancelled_when_dropped_or_closed(tmp_path: Path) ->
             time.sleep(0.02)
 
 
+def test_ctrl_c_mid_stream_stops_it_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C while iterating a stream (a notebook's stop button, a terminal chat) raises KeyboardInterrupt
+    there, cancels the generation, and leaves the stream closable and the client usable."""
+    import _thread
+    import threading
+
+    with LibraryClient(fake_stack_config(tmp_path, chunk_delay=0.05)) as client:
+        fake = client.stack.providers[0].impl
+        stream = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "w " * 200}],
+                                                stream=True)
+        threading.Timer(0.3, _thread.interrupt_main).start()
+        seen = 0
+        with pytest.raises(KeyboardInterrupt):
+            for _ in stream:
+                seen += 1
+        stream.close()
+        assert 0 < seen < 100 and fake.cancelled == 1
+        again = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "still ok"}])
+        assert again.choices[0].message.content == "still ok"
+    assert "already running" not in caplog.text and "error occurred" not in caplog.text
+
+
 def test_background_work_runs_between_calls(tmp_path: Path) -> None:
     """Ingestion goes on while the caller does something else (the loop runs in its own thread)."""
     with LibraryClient(fake_stack_config(tmp_path)) as client:
