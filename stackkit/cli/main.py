@@ -152,6 +152,31 @@ def ingest_files(
         raise typer.Exit(1)
 
 
+@app.command("chat")
+@friendly
+def chat(
+    config: Annotated[str, typer.Option(help="distribution or run.yaml, run in-process")] = "starter",
+    base_url: Annotated[str | None, typer.Option(help="a running server instead, e.g. http://127.0.0.1:8321/v1")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="the chat model (default: the first one served)")] = None,
+    system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
+) -> None:
+    """Chat in the terminal: streamed answers, /model, /system, /reset, /save, /load; Ctrl-C stops an answer."""
+    from stackkit.cli.chat import run_chat
+
+    if base_url is not None:
+        from stackkit.core.http_client import RemoteClient
+
+        with RemoteClient(base_url) as remote:
+            run_chat(remote, console, model, system)
+    else:
+        from stackkit.core.library_client import LibraryClient
+
+        with LibraryClient(config) as local:
+            local.wait_ready()
+            run_chat(local, console, model, system)
+
+
 @config_app.command("validate")
 @friendly
 def config_validate(path: Annotated[Path, typer.Argument(help="a run.yaml")]) -> None:
