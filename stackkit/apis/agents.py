@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from stackkit.apis.datatypes import DeleteResponse, route
 
@@ -19,7 +19,8 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
-Metadata = dict[str, str]
+# OpenAI's limits: at most 16 pairs (on the fields), keys up to 64 characters, values up to 512
+Metadata = dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]]
 
 
 class FunctionTool(_Open):

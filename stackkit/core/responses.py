@@ -40,7 +40,7 @@ from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
 from stackkit.apis.models import GetModelRequest, Models
 from stackkit.apis.vector_io import VectorIO
-from stackkit.core.background import BackgroundRuns
+from stackkit.core.background import TERMINAL, BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.message_events import MessageEvents
 from stackkit.core.redact import redact_url
@@ -106,6 +106,7 @@ class ResponsesService(ConversationsAPI):
         db.run_sync(lambda conn: conn.execute(SCHEMA))
         self._create_conversation_tables()
         self.background = BackgroundRuns(db)
+        self.live: dict[str, tuple[CreateResponseRequest, int, list[Any]]] = {}  # stored responses being made
         self.mcp = self.tool_runtime.sessions
 
     async def shutdown(self) -> None:
@@ -154,9 +155,13 @@ class ResponsesService(ConversationsAPI):
         messages = to_messages(model_context, request.instructions)
         stream = await self.inference.chat_completion(self._chat_request(request, messages, tools))
         response_id, created = new_id("resp"), int(time.time())
-        events = Stream(self._turn(request, items, context, list(messages), stream, conversation, tools, response_id,
-                                   created),
-                        lambda: aclose(stream))
+        output: list[Any] = []
+        turn = self._turn(request, items, context, list(messages), stream, conversation, tools, response_id, created,
+                          output)
+        if request.store and not request.background:  # GET answers while it runs, from what is done so far
+            self.live[response_id] = (request, created, output)
+            turn = self._while_live(response_id, turn)
+        events = Stream(turn, lambda: aclose(stream))
         if request.background:
             return await self._start_background(request, items, context, events, response_id, created)
         if request.stream:
@@ -212,6 +217,16 @@ class ResponsesService(ConversationsAPI):
         reserved = request.max_output_tokens or min(4096, int(window) // 4)
         budget = int(window) - reserved - len(request.instructions or "") // 3
         return truncate(context, keep, budget)
+
+    async def _while_live(self, response_id: str, events: AsyncIterator[ResponseEvent]
+                          ) -> AsyncIterator[ResponseEvent]:
+        try:
+            async for event in events:
+                if event.type in TERMINAL:  # stored by now: GET reads it from storage
+                    self.live.pop(response_id, None)
+                yield event
+        finally:
+            self.live.pop(response_id, None)
 
     async def _start_background(self, request: CreateResponseRequest, items: list[dict[str, Any]],
                                 context: list[dict[str, Any]], events: Stream[ResponseEvent], response_id: str,
@@ -289,7 +304,7 @@ class ResponsesService(ConversationsAPI):
 
     async def _turn(self, request: CreateResponseRequest, items: list[dict[str, Any]], context: list[dict[str, Any]],
                     messages: list[dict[str, Any]], stream: Any, conversation: str | None, tools: TurnTools,
-                    response_id: str, created: int) -> AsyncIterator[ResponseEvent]:
+                    response_id: str, created: int, output: list[Any]) -> AsyncIterator[ResponseEvent]:
         event = Events()
         if request.background:
             queued = self._response(request, response_id, created, "queued", [])
@@ -299,7 +314,6 @@ class ResponsesService(ConversationsAPI):
             yield event("response.created", response=self._response(request, response_id, created, "in_progress",
                                                                     []))
         yield event("response.in_progress", response=self._response(request, response_id, created, "in_progress", []))
-        output: list[Any] = []
         citations: list[dict[str, Any]] = []
         finish, usage, steps = None, ResponseUsage(), 0
         for listing in tools.listings:  # the MCP servers' tools, as listed before the model was called
@@ -492,8 +506,12 @@ class ResponsesService(ConversationsAPI):
             if request.starting_after is not None:
                 raise InvalidRequestError("starting_after picks where a replayed stream starts; add stream=true.",
                                           param="starting_after")
-            return run.snapshot if run is not None else ResponseObject.model_validate_json(
-                (await self._row(request.response_id))[0])
+            if run is not None:
+                return run.snapshot
+            if request.response_id in self.live:
+                made, created, output = self.live[request.response_id]
+                return self._response(made, request.response_id, created, "in_progress", list(output))
+            return ResponseObject.model_validate_json((await self._row(request.response_id))[0])
         after = -1 if request.starting_after is None else request.starting_after
         if run is not None:
             return Stream(run.follow(after))

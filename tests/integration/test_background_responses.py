@@ -130,3 +130,25 @@ def test_restart_fails_the_interrupted_and_replays_the_finished(tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+def test_a_stored_response_can_be_read_while_it_streams(slow: Any) -> None:
+    stream = slow.responses.create(model="echo", input=LONG, stream=True)
+    events = []
+    for event in stream:
+        events.append(event)
+        if event.type == "response.output_text.delta" and len(events) > 10:
+            break
+    response_id = events[0].response.id
+    during = slow.responses.retrieve(response_id)
+    assert during.status == "in_progress" and during.background is False
+    rest = list(stream)  # the stream goes on; reading it mid-way changed nothing
+    assert rest[-1].type == "response.completed"
+    assert slow.responses.retrieve(response_id).output[0].content[0].text == LONG
+
+
+def test_metadata_has_openais_limits(slow: Any) -> None:
+    for metadata in ({"k" * 65: "v"}, {"k": "v" * 513}, {f"k{i}": "v" for i in range(17)}):
+        with pytest.raises(openai.BadRequestError) as err:
+            slow.responses.create(model="echo", input="x", metadata=metadata)
+        assert (err.value.param or "").startswith("metadata")
