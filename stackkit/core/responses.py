@@ -43,11 +43,19 @@ from stackkit.apis.vector_io import VectorIO
 from stackkit.core.background import TERMINAL, BackgroundRuns
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.message_events import MessageEvents
-from stackkit.core.redact import redact_url
 from stackkit.core.sqlite import SqliteDB
 from stackkit.core.streams import Stream, aclose
 from stackkit.core.tool_runtime import ToolRuntimeService
-from stackkit.core.tools import FILE_SEARCH, McpSessions, call_mcp_tool, check_server_tools, run_file_search
+from stackkit.core.tools import (
+    FILE_SEARCH,
+    McpSessions,
+    call_mcp_tool,
+    check_server_tools,
+    reusable_listings,
+    run_approved_calls,
+    run_file_search,
+    shown_tool,
+)
 from stackkit.core.turn_context import (
     MAX_TOOL_CALLS,
     Events,
@@ -67,30 +75,6 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at
 
 async def _done(item: McpCallItem) -> McpCallItem:
     return item
-
-
-def _shown(tool: McpTool) -> dict[str, Any]:
-    shown = tool.stored()
-    shown["server_url"] = redact_url(tool.server_url or "")
-    return shown
-
-
-def _reusable_listings(request: CreateResponseRequest, previous: str, history: list[dict[str, Any]]
-                       ) -> dict[str, McpListToolsItem]:
-    """The MCP tool lists of earlier turns, by server label, for servers defined as the previous response
-    defined them (same URL, allowed tools and header names): those are not listed again, as OpenAI does."""
-    servers = [t for t in request.tools if isinstance(t, McpTool)]
-    if not servers:
-        return {}
-    before = {t.server_label: t for t in ResponseObject.model_validate_json(previous).tools if isinstance(t, McpTool)}
-    listed = {i["server_label"]: i for i in history if i["type"] == "mcp_list_tools" and not i.get("error")}
-    return {t.server_label: McpListToolsItem.model_validate(listed[t.server_label]) for t in servers
-            if t.server_label in listed and t.server_label in before and _same_server(before[t.server_label], t)}
-
-
-def _same_server(old: McpTool, new: McpTool) -> bool:
-    return (old.server_url, old.allowed_tools, sorted(old.headers or {})) == \
-        (new.server_url, new.allowed_tools, sorted(new.headers or {}))
 
 
 class ResponsesService(ConversationsAPI):
@@ -140,7 +124,7 @@ class ResponsesService(ConversationsAPI):
         if request.previous_response_id:
             previous, _, stored_context = await self._row(request.previous_response_id)  # one query, any depth
             history = json.loads(stored_context)
-            reuse = _reusable_listings(request, previous, history)
+            reuse = reusable_listings(request, previous, history)
         conversation = self._conversation_id(request)
         if conversation is not None:
             history = await self.conversation_items(conversation)
@@ -148,7 +132,7 @@ class ResponsesService(ConversationsAPI):
         context = [*history, *items]
         # the model is called before the first event, so an unknown model or a blocked input is an HTTP error
         tools = await turn_tools(request, self.mcp, reuse)
-        tools.approved = await self._run_approved_calls(request, items, history)
+        tools.approved = await run_approved_calls(request, items, history, self.mcp)
         model_context = [*context, *(a.model_dump() for a in tools.approved)]
         if request.truncation == "auto":
             model_context = await self._truncated(request, model_context, len(items) + len(tools.approved))
@@ -175,34 +159,6 @@ class ResponsesService(ConversationsAPI):
             await events.aclose()
         assert final is not None
         return final
-
-    async def _run_approved_calls(self, request: CreateResponseRequest, items: list[dict[str, Any]],
-                                  history: list[dict[str, Any]]) -> list[McpCallItem]:
-        """Answer the input's mcp_approval_response items: run each approved call (a refused one is only noted)."""
-        asked = {i["id"]: i for i in [*history, *items] if i["type"] == "mcp_approval_request"}
-        answered = {i.get("approval_request_id") for i in history if i["type"] in ("mcp_call", "mcp_approval_response")}
-        servers = {t.server_label: t for t in request.tools if isinstance(t, McpTool)}
-        calls = []
-        for n, answer in enumerate(items):
-            if answer["type"] != "mcp_approval_response":
-                continue
-            asked_for, param = asked.get(answer["approval_request_id"]), f"input.{n}.approval_request_id"
-            if asked_for is None:
-                raise InvalidRequestError(f"'{answer['approval_request_id']}' is not an mcp_approval_request of this "
-                                          "conversation; answer the id of one (previous_response_id must name the "
-                                          "response that asked).", param=param)
-            if asked_for["id"] in answered:
-                raise InvalidRequestError(f"'{asked_for['id']}' was already answered; send a new message instead.",
-                                          param=param)
-            server = servers.get(asked_for["server_label"])
-            if server is None:
-                raise InvalidRequestError(f"the approved call goes to MCP server '{asked_for['server_label']}'; "
-                                          "include that mcp tool in tools so it can run.", param="tools")
-            if answer["approve"]:
-                call = await call_mcp_tool(server, asked_for["name"], asked_for["arguments"], self.mcp)
-                call.approval_request_id = asked_for["id"]
-                calls.append(call)
-        return calls
 
     async def _truncated(self, request: CreateResponseRequest, context: list[dict[str, Any]], keep: int
                          ) -> list[dict[str, Any]]:
@@ -294,7 +250,7 @@ class ResponsesService(ConversationsAPI):
         return ResponseObject(
             id=response_id, created_at=created, status=status, model=request.model, output=output,  # type: ignore[arg-type]
             instructions=request.instructions, previous_response_id=request.previous_response_id,
-            tools=[_shown(t) if isinstance(t, McpTool) else t for t in request.tools],
+            tools=[shown_tool(t) if isinstance(t, McpTool) else t for t in request.tools],
             tool_choice=request.tool_choice, parallel_tool_calls=request.parallel_tool_calls,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p, max_output_tokens=request.max_output_tokens,

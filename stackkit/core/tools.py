@@ -5,6 +5,8 @@ the passages to the model, and the answer cites the files they came from. `mcp` 
 and called on, a remote MCP server over streamable HTTP with the `mcp` SDK; a failing server or tool is
 an `error` on its item, never a failed turn. Each server gets one session, held open by its own task and
 shared by every turn (bounded by timeouts, closed when idle, reopened once when the server dropped it).
+Across turns: an approved call runs at the start of the next turn, a server's tool list is reused while
+its definition is unchanged, and a tool is shown and stored without its credentials.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 
 from stackkit.apis.agents import (
+    CreateResponseRequest,
     FileSearchCallItem,
     FileSearchResult,
     FileSearchTool,
@@ -25,8 +28,10 @@ from stackkit.apis.agents import (
     McpListedTool,
     McpListToolsItem,
     McpTool,
+    ResponseObject,
 )
 from stackkit.apis.vector_io import SearchVectorStoreRequest, VectorIO
+from stackkit.core.redact import redact_url
 from stackkit.errors import InvalidRequestError, MissingPackageError
 
 MCP_TIMEOUT_S = 30.0
@@ -226,3 +231,59 @@ def mcp_functions(listings: list[tuple[McpTool, McpListToolsItem]]) -> list[dict
     return [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                               "parameters": t.input_schema or {"type": "object", "properties": {}}}}
             for _, listing in listings for t in listing.tools]
+
+
+# ---- MCP across turns: approvals answered, tool lists reused, tools shown without credentials -----
+
+
+async def run_approved_calls(request: CreateResponseRequest, items: list[dict[str, Any]],
+                         history: list[dict[str, Any]], sessions: McpSessions) -> list[McpCallItem]:
+    """Answer the input's mcp_approval_response items: run each approved call (a refused one is only noted)."""
+    asked = {i["id"]: i for i in [*history, *items] if i["type"] == "mcp_approval_request"}
+    answered = {i.get("approval_request_id") for i in history if i["type"] in ("mcp_call", "mcp_approval_response")}
+    servers = {t.server_label: t for t in request.tools if isinstance(t, McpTool)}
+    calls = []
+    for n, answer in enumerate(items):
+        if answer["type"] != "mcp_approval_response":
+            continue
+        asked_for, param = asked.get(answer["approval_request_id"]), f"input.{n}.approval_request_id"
+        if asked_for is None:
+            raise InvalidRequestError(f"'{answer['approval_request_id']}' is not an mcp_approval_request of this "
+                                      "conversation; answer the id of one (previous_response_id must name the "
+                                      "response that asked).", param=param)
+        if asked_for["id"] in answered:
+            raise InvalidRequestError(f"'{asked_for['id']}' was already answered; send a new message instead.",
+                                      param=param)
+        server = servers.get(asked_for["server_label"])
+        if server is None:
+            raise InvalidRequestError(f"the approved call goes to MCP server '{asked_for['server_label']}'; "
+                                      "include that mcp tool in tools so it can run.", param="tools")
+        if answer["approve"]:
+            call = await call_mcp_tool(server, asked_for["name"], asked_for["arguments"], sessions)
+            call.approval_request_id = asked_for["id"]
+            calls.append(call)
+    return calls
+
+
+def shown_tool(tool: McpTool) -> dict[str, Any]:
+    shown = tool.stored()
+    shown["server_url"] = redact_url(tool.server_url or "")
+    return shown
+
+
+def reusable_listings(request: CreateResponseRequest, previous: str, history: list[dict[str, Any]]
+                       ) -> dict[str, McpListToolsItem]:
+    """The MCP tool lists of earlier turns, by server label, for servers defined as the previous response
+    defined them (same URL, allowed tools and header names): those are not listed again, as OpenAI does."""
+    servers = [t for t in request.tools if isinstance(t, McpTool)]
+    if not servers:
+        return {}
+    before = {t.server_label: t for t in ResponseObject.model_validate_json(previous).tools if isinstance(t, McpTool)}
+    listed = {i["server_label"]: i for i in history if i["type"] == "mcp_list_tools" and not i.get("error")}
+    return {t.server_label: McpListToolsItem.model_validate(listed[t.server_label]) for t in servers
+            if t.server_label in listed and t.server_label in before and _same_server(before[t.server_label], t)}
+
+
+def _same_server(old: McpTool, new: McpTool) -> bool:
+    return (old.server_url, old.allowed_tools, sorted(old.headers or {})) == \
+        (new.server_url, new.allowed_tools, sorted(new.headers or {}))
