@@ -19,7 +19,7 @@ from stackkit.providers.inline.faiss import record_dtype
 DIM = 16
 
 
-def faiss_config(root: Path, index: str = "flat") -> RunConfig:
+def faiss_config(root: Path, index: str = "flat", keyword_index: str = "fts5") -> RunConfig:
     return parse_config(textwrap.dedent(f"""
         providers:
           inference:
@@ -27,7 +27,8 @@ def faiss_config(root: Path, index: str = "flat") -> RunConfig:
           vector_io:
             - provider_id: vec
               provider_type: inline::faiss
-              config: {{storage_dir: "{root}/faiss", embedding_model: embed, index: {index}}}
+              config: {{storage_dir: "{root}/faiss", embedding_model: embed, index: {index},
+                        keyword_index: {keyword_index}}}
         registered_resources:
           models: [{{model_id: embed, provider_id: fake, provider_model_id: fake-embed, model_type: embedding}}]
         storage: {{backends: {{kv: {{type: sqlite, db_path: "{root}/kv.db"}}}}, stores: {{registry: kv}}}}

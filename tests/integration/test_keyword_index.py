@@ -7,31 +7,20 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from stackkit import LibraryClient
-from stackkit.core.config import RunConfig, parse_config
+from stackkit.core.config import RunConfig
 from stackkit.providers.utils.keywords import Fts5Keywords, TantivyKeywords
+from tests.integration.test_faiss_recovery import faiss_config
 
 pytest.importorskip("tantivy")
 
 
 def config(root: Path, kind: str = "tantivy") -> RunConfig:
-    return parse_config(textwrap.dedent(f"""
-        providers:
-          inference:
-            - {{provider_id: fake, provider_type: inline::fake, config: {{embedding_dimension: 8}}}}
-          vector_io:
-            - provider_id: vec
-              provider_type: inline::faiss
-              config: {{storage_dir: "{root}/faiss", embedding_model: embed, keyword_index: {kind}}}
-        registered_resources:
-          models: [{{model_id: embed, provider_id: fake, provider_model_id: fake-embed, model_type: embedding}}]
-        storage: {{backends: {{kv: {{type: sqlite, db_path: "{root}/kv.db"}}}}, stores: {{registry: kv}}}}
-        """), env={})
+    return faiss_config(root, keyword_index=kind)
 
 
 def keyword(client: LibraryClient, store_id: str, query: str, k: int = 10) -> list[str]:
