@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from stackkit.apis.datatypes import Api, ModelType
 from stackkit.errors import ConfigError
@@ -111,12 +111,43 @@ class LimitsConfig(_Strict):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
 
 
+class ApiKeyInput(_Strict):
+    """One API key and the principal it stands for: the key itself (from an env var, kept only as its hash)
+    or its SHA-256 in hex (`printf %s "$KEY" | sha256sum`), so run.yaml need not hold the secret."""
+
+    principal: str = Field(min_length=1)
+    key: SecretStr | None = None
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="e.g. team, roles")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ApiKeyInput:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key and key_sha256")
+        if self.key is not None and len(self.key.get_secret_value()) < 16:
+            raise ValueError("key is shorter than 16 characters; use a long random key")
+        return self
+
+    def digest(self) -> bytes:
+        if self.key is not None:
+            return hashlib.sha256(self.key.get_secret_value().encode()).digest()
+        assert self.key_sha256 is not None
+        return bytes.fromhex(self.key_sha256)
+
+
+class AuthConfig(_Strict):
+    """Who may call the server: every route but /v1/health needs `Authorization: Bearer <key>`."""
+
+    api_keys: list[ApiKeyInput] = Field(min_length=1)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8321, ge=0, le=65535)
     cors: CorsConfig | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     access_log: bool = True
+    auth: AuthConfig | None = None
 
 
 class RunConfig(_Strict):

@@ -38,9 +38,9 @@ from stackkit.apis.datatypes import Api, Route
 from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.dispatch import build_request, build_request_json, wants_stream
-from stackkit.core.middleware import GatewayMiddleware
+from stackkit.core.middleware import ApiKeyMiddleware, GatewayMiddleware
 from stackkit.core.openapi import openapi_spec
-from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
+from stackkit.core.request_context import PROVIDER_DATA_HEADER, Principal, parse_provider_data, provider_data
 from stackkit.core.stack import Stack, version
 from stackkit.core.streams import aclose
 from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
@@ -235,6 +235,9 @@ def create_app(stack: Stack) -> Starlette:
     middleware = [Middleware(GatewayMiddleware, max_request_bytes=server.limits.max_request_bytes,
                              access_log=server.access_log, upload_limit=upload_limit,
                              upload_paths=frozenset(r.path for r in routes if r.body == "multipart"))]
+    if server.auth is not None:
+        keys = {k.digest(): Principal(k.principal, k.attributes) for k in server.auth.api_keys}
+        middleware.append(Middleware(ApiKeyMiddleware, keys=keys, public=frozenset({"/v1/health"})))
     if server.cors is not None:
         from starlette.middleware.cors import CORSMiddleware
 
