@@ -1,9 +1,12 @@
-"""Prompts for local models: a chat template that renders no tools still gets them, as a system message in
-the `<tool_call>` format the parser reads; a template that renders tools is left alone."""
+"""Local models' chat: tool calls parsed from their output (Hermes `<tool_call>` blocks or one bare JSON
+object), and prompts: a chat template that renders no tools still gets them, as a system message in the
+`<tool_call>` format the parser reads; a template that renders tools is left alone."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from stackkit.apis.inference import ChatCompletionRequest
 from stackkit.providers.utils.local_chat import parse_tool_calls, render_prompt
@@ -48,3 +51,21 @@ def test_the_fallback_format_is_what_the_parser_reads() -> None:
     rest, calls = parse_tool_calls('<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>',
                                    {"get_weather"})
     assert rest == "" and calls[0].function.name == "get_weather" and '"Paris"' in calls[0].function.arguments
+
+
+@pytest.mark.parametrize(("text", "content", "calls"), [
+    ('<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>', "",
+     [("get_weather", {"city": "Paris"})]),
+    ('Sure.<tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b", "arguments": {"x": 1}}'
+     "</tool_call>", "Sure.", [("a", {}), ("b", {"x": 1})]),
+    ('{"name": "get_weather", "parameters": {"city": "Oslo"}}', "", [("get_weather", {"city": "Oslo"})]),
+    ('{"name": "unknown_tool", "arguments": {}}', '{"name": "unknown_tool", "arguments": {}}', []),
+    ("<tool_call>{not json}</tool_call>", "<tool_call>{not json}</tool_call>", []),
+    ("just text", "just text", []),
+])
+def test_tool_call_parsing(text: str, content: str, calls: list[tuple[str, dict[str, Any]]]) -> None:
+    import json
+
+    rest, parsed = parse_tool_calls(text, {"get_weather", "a", "b"})
+    assert rest == content
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in parsed] == calls
