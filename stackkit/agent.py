@@ -37,9 +37,9 @@ def _parameters(fn: Callable[..., Any]) -> type[BaseModel]:
     return create_model(fn.__name__, **fields)
 
 
-def function_tool(fn: Callable[..., Any]) -> dict[str, Any]:
+def function_tool(fn: Callable[..., Any], parameters: type[BaseModel] | None = None) -> dict[str, Any]:
     """The Responses `function` tool for a Python function: its name, docstring and typed parameters."""
-    schema = _parameters(fn).model_json_schema()
+    schema = (parameters or _parameters(fn)).model_json_schema()
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
@@ -82,7 +82,9 @@ class Agent:
         self.model = model
         self.instructions = instructions
         self.functions = {t.__name__: t for t in tools or [] if callable(t)}
-        self.tools = [function_tool(t) if callable(t) else t for t in tools or []]  # dicts: file_search, mcp
+        self.parameters = {name: _parameters(fn) for name, fn in self.functions.items()}  # built once, not per call
+        self.tools = [function_tool(t, self.parameters[t.__name__]) if callable(t) else t
+                      for t in tools or []]  # dicts: file_search, mcp
         self.max_turns = max_turns
         self.settings = settings
 
@@ -108,7 +110,7 @@ class Agent:
         if fn is None:
             return f"error: there is no function '{call.name}'"
         try:
-            parsed = _parameters(fn).model_validate(json.loads(call.arguments or "{}"))
+            parsed = self.parameters[call.name].model_validate(json.loads(call.arguments or "{}"))
             return fn, {name: getattr(parsed, name) for name in type(parsed).model_fields}
         except (json.JSONDecodeError, ValidationError, TypeError) as exc:
             return f"error: the arguments do not fit {call.name}: {exc}"

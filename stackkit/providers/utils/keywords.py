@@ -137,18 +137,20 @@ class TantivyKeywords:
             self._rebuild()
 
     def _open(self) -> bool:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Open the index directory; False when it was unreadable and had to be started empty."""
         try:
-            self.index = self.tantivy.Index(self.schema, path=str(self.path))
-            self.writer = self.index.writer(heap_size=30_000_000, num_threads=1)
+            self._open_dir()
             return True
         except (OSError, ValueError, RuntimeError) as exc:  # torn or foreign: start it again from sqlite
             log.warning("keyword index %s unreadable (%s); rebuilding it", self.path, exc)
             shutil.rmtree(self.path, ignore_errors=True)
-            self.path.mkdir(parents=True)
-            self.index = self.tantivy.Index(self.schema, path=str(self.path))
-            self.writer = self.index.writer(heap_size=30_000_000, num_threads=1)
+            self._open_dir()
             return False
+
+    def _open_dir(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.index = self.tantivy.Index(self.schema, path=str(self.path))
+        self.writer = self.index.writer(heap_size=30_000_000, num_threads=1)
 
     def _matches_sqlite(self) -> bool:
         self._sync()
