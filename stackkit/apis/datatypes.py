@@ -20,6 +20,7 @@ class Api(enum.StrEnum):
     agents = "agents"
     tool_runtime = "tool_runtime"
     inspect = "inspect"
+    arena = "arena"
 
 
 # APIs whose requests are sent to the provider owning the named resource, and the

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from stackkit.apis.agents import Agents
+from stackkit.apis.arena import Arena
 from stackkit.apis.datatypes import Api, Route
 from stackkit.apis.files import Files
 from stackkit.apis.inference import Inference
@@ -35,6 +36,7 @@ API_PROTOCOLS: dict[Api, type] = {
     Api.agents: Agents,
     Api.tool_runtime: ToolRuntime,
     Api.inspect: Inspect,
+    Api.arena: Arena,
 }
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")

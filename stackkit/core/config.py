@@ -148,6 +148,7 @@ class ServerConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     access_log: bool = True
     auth: AuthConfig | None = None
+    playground: bool = Field(default=True, description="serve the browser playground at /playground")
 
 
 class RunConfig(_Strict):

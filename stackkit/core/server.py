@@ -229,6 +229,13 @@ def create_app(stack: Stack) -> Starlette:
     http_routes += [HTTPRoute("/openapi.json", openapi, methods=["GET"]),
                     HTTPRoute("/docs", _docs_page, methods=["GET"])]
     server = stack.config.server
+    public = {"/v1/health"}
+    if server.playground:
+        from stackkit.playground import playground_routes
+
+        page_routes, page_paths = playground_routes()
+        http_routes += page_routes
+        public |= page_paths
     files = next((p for p in stack.providers if p.api is Api.files), None)
     upload_limit = max(server.limits.max_request_bytes, int(getattr(files.config, "max_file_bytes", 0)) + 2**20
                        if files is not None else 0)
@@ -237,7 +244,7 @@ def create_app(stack: Stack) -> Starlette:
                              upload_paths=frozenset(r.path for r in routes if r.body == "multipart"))]
     if server.auth is not None:
         keys = {k.digest(): Principal(k.principal, k.attributes) for k in server.auth.api_keys}
-        middleware.append(Middleware(ApiKeyMiddleware, keys=keys, public=frozenset({"/v1/health"})))
+        middleware.append(Middleware(ApiKeyMiddleware, keys=keys, public=frozenset(public)))
     if server.cors is not None:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -330,6 +337,8 @@ def _banner(stack: Stack, host: str, port: int) -> str:
     for hint in stack.config.disabled_hints:
         lines.append(f"  off: {hint}")
     lines.append(f'  OpenAI SDK: OpenAI(base_url="http://{host}:{port}/v1", api_key="none")')
+    if stack.config.server.playground:
+        lines.append(f"  playground: http://{host}:{port}/playground/")
     return "\n".join(lines)
 
 

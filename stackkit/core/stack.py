@@ -27,6 +27,7 @@ from stackkit.apis.inspect import (
     VersionInfo,
 )
 from stackkit.apis.protocols import route_table
+from stackkit.core.arena import ArenaService
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
 from stackkit.core.redact import redact_config
@@ -130,10 +131,11 @@ class Stack:
                                                   self.impls.get(Api.vector_io), self.impls[Api.tool_runtime],
                                                   self.impls[Api.models])
         self.impls[Api.inspect] = StackInspector(self)
+        self.impls[Api.arena] = ArenaService(self.kvstore, self.impls[Api.models])
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
-        apis |= {Api.models, Api.inspect, Api.agents, Api.tool_runtime}
+        apis |= {Api.models, Api.inspect, Api.agents, Api.tool_runtime, Api.arena}
         if Api.safety in apis:
             apis.add(Api.shields)
         return [api for api in Api if api in apis]

@@ -49,6 +49,9 @@ def test_fastapi_app_mounts_stackkit(tmp_path: Path) -> None:
             with sdk.chat.completions.stream(model="echo", messages=[{"role": "user", "content": "a b c"}]) as streamed:
                 assert streamed.get_final_completion().choices[0].message.content == "a b c"
         assert httpx.get(f"{base}/ai/v1/nope").status_code == 404
+        page = httpx.get(f"{base}/ai/playground", follow_redirects=True)  # the playground, under the mount too
+        assert page.status_code == 200 and str(page.url) == f"{base}/ai/playground/" and "app.js" in page.text
+        assert httpx.get(f"{base}/ai/playground/app.js").status_code == 200
     finally:
         server.should_exit = True
         thread.join(15)

@@ -135,3 +135,20 @@ def test_provider_implementations_add_no_public_methods_beyond_the_protocol() ->
         public = {n for cls in impl.__mro__[:-1] for n, v in vars(cls).items()
                   if callable(v) and not n.startswith("_")}
         assert public <= allowed, f"{impl.__name__} ({spec.provider_type}) adds {public - allowed}"
+
+
+PLAYGROUND = Path(stackkit.__file__).parent / "playground" / "static"
+_PARSES_HTML = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+                          r"setAttribute\(\s*[\"']on|createContextualFragment|DOMParser|srcdoc")
+
+
+def test_the_playground_never_parses_text_as_html() -> None:
+    """Untrusted text (model output, file names, tool results) reaches the page only as text nodes and
+    attribute values (dom.js, markdown.js); nothing in the playground parses a string as HTML or code."""
+    scripts = sorted(PLAYGROUND.glob("*.js"))
+    assert len(scripts) >= 8
+    for script in scripts:
+        found = _PARSES_HTML.findall(script.read_text())
+        assert not found, f"{script.name} uses {found}: build nodes with h() from dom.js instead"
+    page = (PLAYGROUND / "index.html").read_text()
+    assert "<script>" not in page and "style=" not in page and not re.search(r"\son\w+\s*=", page)

@@ -141,13 +141,18 @@ class VectorStoreService:
 
     # ---- embeddings ---------------------------------------------------------------------------
 
-    async def _embed(self, model: str, texts: list[str]) -> np.ndarray:
+    async def _embed(self, model: str, texts: list[str], dimension: int | None = None) -> np.ndarray:
+        """Unit vectors of `texts`; a model whose vectors are not `dimension` long is a clear error."""
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.config.embedding_batch_size):
             part = texts[start:start + self.config.embedding_batch_size]
             out = await self.inference.embeddings(EmbeddingRequest(model=model, input=part))
             rows += [d.embedding for d in sorted(out.data, key=lambda d: d.index)]
         vectors = np.asarray(rows, dtype=np.float32)
+        if dimension is not None and vectors.shape[1] != dimension:
+            raise StackkitError(f"The embedding model '{model}' returns {vectors.shape[1]}-dimensional vectors, but "
+                                f"the vector store holds {dimension}-dimensional ones: set embedding_dimension in "
+                                "run.yaml to the model's, or make a new store with the model that filled this one.")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         normalized: np.ndarray = vectors / np.maximum(norms, 1e-12)
         return normalized
@@ -293,7 +298,9 @@ class VectorStoreService:
 
     async def _search(self, store: dict[str, Any], query: str, k: int, mode: str, filters: dict[str, Any] | None,
                       threshold: float | None) -> list[tuple[float, dict[str, Any]]]:
-        vector = (await self._embed(store["embedding_model"], [query]))[0] if mode != "keyword" else None
+        vector: np.ndarray | None = None
+        if mode != "keyword":
+            vector = (await self._embed(store["embedding_model"], [query], store["embedding_dimension"]))[0]
         fetch = k if not filters else k * 10
         while True:
             hits = await self._run(self._ranked, store["id"], query, vector, fetch, mode)
@@ -381,7 +388,7 @@ class VectorStoreService:
                 text = await asyncio.to_thread(extract_text, f["filename"] or file_id, content)
                 size, overlap, _ = chunking_settings(f["chunking"])
                 pieces = await asyncio.to_thread(chunk_text, text, size, overlap)
-                vectors = await self._embed(store["embedding_model"], pieces)
+                vectors = await self._embed(store["embedding_model"], pieces, store["embedding_dimension"])
                 attrs = f["attributes"] or {}
                 rows = [(f"{file_id}-{i}", p, {**attrs, "file_id": file_id, "filename": f["filename"]})
                         for i, p in enumerate(pieces)]
