@@ -383,6 +383,32 @@ def test_behind_api_keys_the_key_is_used_and_never_kept(browser: Any, tmp_path: 
         server.stop()
 
 
+def test_chat_on_the_starters_real_local_model(browser: Any) -> None:
+    """The starter's offline default model (SmolLM2-135M-Instruct through inline::transformers), its answer
+    streamed in a real tokenizer's pieces and rendered."""
+    config = parse_config(textwrap.dedent("""
+        providers:
+          inference: [{provider_id: local, provider_type: inline::transformers, config: {model: smollm2-135m-instruct}}]
+        registered_resources: {models: [{model_id: smollm2-135m-instruct, provider_id: local}]}
+        storage: {backends: {m: {type: memory}}, stores: {registry: m}}
+        """), env={})
+    with LiveServer(config, start_timeout_s=120) as server:
+        ui = Page(browser, server.base_url.removesuffix("/v1"))
+        page = ui.open()
+        page.fill("[aria-label=temperature]", "0")
+        page.fill("[aria-label=message]", "What is the capital of France?")
+        page.press("[aria-label=message]", "Enter")
+        answer = page.locator(".msg.assistant").last
+        answer.locator(".meta", has_text="total").wait_for(timeout=120_000)
+        assert "Paris" in answer.locator(".md").inner_text()
+        assert "out tokens" in answer.locator(".meta").inner_text()
+        ui.shot("chat-smollm2")
+        page.click("[data-view=documents]")  # this stack has no vector stores: the view says so, calls nothing
+        assert "serves no vector_io or files API" in page.locator("#view-documents h2").inner_text()
+        assert ui.unexpected_errors() == []
+        ui.context.close()
+
+
 def test_first_load_is_small(ui: Page) -> None:
     sizes: dict[str, int] = {}
     ui.page.on("response", lambda r: sizes.__setitem__(r.url, len(r.body())) if r.request.method == "GET" else None)

@@ -122,6 +122,7 @@ export function mountAgents(view, shared) {
   input.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) submit(e); });
   stop.addEventListener("click", () => running?.abort());
   shared.onChange(async () => {
+    if (!shared.apis.has("vector_io")) return;
     try {
       const { data } = await api("vector_stores?limit=100");
       fillSelect(store, data.map((s) => [s.id, s.name || s.id]), store.value);

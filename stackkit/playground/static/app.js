@@ -10,6 +10,7 @@ const listeners = [];
 const shared = {
   models: [],     // chat models, as /v1/models lists them
   shields: [],    // shield ids
+  apis: new Set(), // the APIs this stack serves (a view whose API is missing says so)
   onChange(fn) { listeners.push(fn); if (this.models.length) fn(this); },
   status(text, kind = "") { statusLine.textContent = text; statusLine.className = kind; },
   fail(error) {
@@ -21,15 +22,12 @@ const shared = {
 
 async function refresh() {
   try {
-    const models = await api("models");
+    const [models, routes] = await Promise.all([api("models"), api("inspect/routes")]);
     shared.models = models.data.filter((m) => (m.model_type ?? "llm") === "llm");
-    try {
-      shared.shields = (await api("shields")).data.map((s) => s.identifier);
-    } catch (error) {
-      if (!(error instanceof ApiError && error.status === 404)) throw error;
-      shared.shields = [];  // no safety API on this stack
-    }
-    shared.status(shared.models.length ? `${shared.models.length} chat models` : "no chat model is configured");
+    shared.apis = new Set(routes.data.map((r) => r.api));
+    shared.shields = shared.apis.has("shields") ? (await api("shields")).data.map((s) => s.identifier) : [];
+    const n = shared.models.length;
+    shared.status(n ? `${n} chat model${n === 1 ? "" : "s"}` : "no chat model is configured");
     for (const fn of listeners) fn(shared);
   } catch (error) {
     shared.fail(error);

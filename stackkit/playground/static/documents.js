@@ -124,5 +124,11 @@ export function mountDocuments(view, shared) {
       h("form", { class: "row", onsubmit: ask }, model, question, h("button", { class: "primary", type: "submit", text: "Ask" })),
       answers),
   );
-  listStores();
+  shared.onChange(() => {
+    const missing = ["vector_io", "files"].filter((a) => !shared.apis.has(a));
+    view.classList.toggle("unavailable", missing.length > 0);
+    title.textContent = missing.length ? `This stack serves no ${missing.join(" or ")} API: add a provider for it to `
+      + "run.yaml to use documents." : current ? title.textContent : "Pick or create a vector store";
+    if (!missing.length) listStores();
+  });
 }
