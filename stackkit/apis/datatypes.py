@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Api(enum.StrEnum):
@@ -21,6 +21,7 @@ class Api(enum.StrEnum):
     tool_runtime = "tool_runtime"
     inspect = "inspect"
     arena = "arena"
+    stored_completions = "stored_completions"
 
 
 # APIs whose requests are sent to the provider owning the named resource, and the
@@ -145,6 +146,11 @@ class ProviderConfigBase(BaseModel):
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
         """A config that works in a distribution (may use ${env.…})."""
         return {}
+
+
+# OpenAI's metadata: up to 16 string pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
+                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
 
 
 class EmptyRequest(BaseModel):

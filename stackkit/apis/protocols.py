@@ -23,6 +23,7 @@ from stackkit.apis.inspect import Inspect
 from stackkit.apis.models import Models
 from stackkit.apis.safety import Safety
 from stackkit.apis.shields import Shields
+from stackkit.apis.stored_completions import StoredCompletions
 from stackkit.apis.tools import ToolRuntime
 from stackkit.apis.vector_io import VectorIO
 
@@ -37,6 +38,7 @@ API_PROTOCOLS: dict[Api, type] = {
     Api.tool_runtime: ToolRuntime,
     Api.inspect: Inspect,
     Api.arena: Arena,
+    Api.stored_completions: StoredCompletions,
 }
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")

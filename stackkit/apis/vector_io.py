@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from stackkit.apis.datatypes import DeleteResponse, route
+from stackkit.apis.datatypes import DeleteResponse, Metadata, route
 
 
 class _Open(BaseModel):
@@ -14,8 +14,6 @@ class _Open(BaseModel):
 
 
 # OpenAI's limits: metadata is up to 16 string pairs; attributes are strings, numbers or booleans.
-Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
-                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
 Attributes = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
                             Annotated[str, StringConstraints(max_length=512)] | bool | float], Field(max_length=16)]
 

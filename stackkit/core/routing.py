@@ -63,6 +63,7 @@ from stackkit.apis.vector_io import (
 )
 from stackkit.core.guardrails import Guardrails, requested_shields
 from stackkit.core.storage import KVStore
+from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
 
@@ -276,6 +277,7 @@ class InferenceRouter:
     def __init__(self, table: ResourceTable) -> None:
         self.table = table
         self.guardrails: Guardrails | None = None  # set by the Stack when a safety API is configured
+        self.completions: CompletionStore | None = None  # set by the Stack: where store: true completions go
         self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
         self._floors_version = -1
 
@@ -346,6 +348,10 @@ class InferenceRouter:
         """A text-producing call, inside the model's guardrails (`kind` picks the guardrails' chat or
         completion checks), answered under the name the client used."""
         asked = request.model
+        store, metadata = store_options(request) if isinstance(request, ChatCompletionRequest) else (False, {})
+        if store and self.completions is None:
+            raise InvalidRequestError("store: true needs a stack with stored completions; use Stack or "
+                                      "LibraryClient, which keep them.", param="store")
         impl, resource, request = self._upstream(request, ModelType.llm)  # type: ignore[type-var]
         shields, guard = self._shields(impl, resource, request)
         checked = guard if guard is not None and shields else None
@@ -354,10 +360,17 @@ class InferenceRouter:
         result = await getattr(impl, method)(request)
         if isinstance(result, whole):
             result.model = asked
-            return await getattr(checked, f"check_{kind}_output")(shields, result) if checked else result
+            result = await getattr(checked, f"check_{kind}_output")(shields, result) if checked else result
+            if store and self.completions is not None and isinstance(request, ChatCompletionRequest):
+                result.id = new_completion_id()
+                await self.completions.record(request, result, metadata)  # the messages as the model saw them
+            return result
         if checked is not None:
             result = getattr(checked, f"guard_{kind}_stream")(shields, result)
-        return renamed(result, asked)
+        result = renamed(result, asked)
+        if store and self.completions is not None and isinstance(request, ChatCompletionRequest):
+            return stored_stream(result, request, asked, metadata, self.completions)
+        return result
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
         asked = request.model

@@ -18,6 +18,7 @@ import contextvars
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -46,6 +47,7 @@ from stackkit.core.streams import aclose
 from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
 
 log = logging.getLogger("stackkit.server")
+_NESTED_PARAM = re.compile(r"(\w+)\[([^\]]+)\]")
 _JSON = "application/json"
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no")]
@@ -154,7 +156,13 @@ async def _read_request(route: Route, http: Request) -> BaseModel:
     if route.body == "multipart":
         return await _read_multipart(route, http)
     if route.method == "GET" or route.method == "DELETE":
-        data: dict[str, Any] = dict(http.query_params)
+        data: dict[str, Any] = {}
+        for key, value in http.query_params.multi_items():
+            nested = _NESTED_PARAM.fullmatch(key)  # metadata[key]=value, as the openai SDK sends a dict
+            if nested is not None:
+                data.setdefault(nested[1], {})[nested[2]] = value
+            else:
+                data[key] = value
         data.update(http.path_params)
         return build_request(route, data)
     body = await http.body()

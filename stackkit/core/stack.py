@@ -42,6 +42,7 @@ from stackkit.core.routing import (
     VectorIORouter,
 )
 from stackkit.core.storage import KVStore, StateLock, open_kvstore, open_sqldb, state_lock
+from stackkit.core.stored_completions import CompletionStore
 from stackkit.core.tool_runtime import ToolRuntimeService
 from stackkit.core.tools import McpSessions
 from stackkit.errors import NotFoundError, StackkitError
@@ -118,6 +119,10 @@ class Stack:
             except StackkitError as exc:
                 raise self.config.error(exc.message, "registered_resources", "vector_stores") from None
         self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
+        completions = CompletionStore(open_sqldb(self.config, "completions"))
+        self.impls[Api.stored_completions] = completions
+        if isinstance(self.impls[Api.inference], InferenceRouter):
+            self.impls[Api.inference].completions = completions
         if Api.safety in self.impls:
             self.impls[Api.shields] = ShieldsTable(self.tables[Api.safety])
             inference = self.impls[Api.inference]
@@ -135,7 +140,7 @@ class Stack:
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
-        apis |= {Api.models, Api.inspect, Api.agents, Api.tool_runtime, Api.arena}
+        apis |= {Api.models, Api.inspect, Api.agents, Api.tool_runtime, Api.arena, Api.stored_completions}
         if Api.safety in apis:
             apis.add(Api.shields)
         return [api for api in Api if api in apis]
@@ -239,6 +244,9 @@ class Stack:
         agents = self.impls.get(Api.agents)
         if isinstance(agents, ResponsesService):
             await agents.shutdown()
+        completions = self.impls.get(Api.stored_completions)
+        if isinstance(completions, CompletionStore):
+            await completions.shutdown()  # after the agents: their turns may still store completions
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()

@@ -217,7 +217,9 @@ def test_untrusted_text_stays_inert(ui: Page, live: LiveServer, mcp_url: str) ->
     page.click("#view-documents button:has-text('Create')")
     page.set_input_files("[aria-label='upload files']", files=[{
         "name": '<img src=x onerror="window.__xss=7">.txt', "mimeType": "text/plain", "buffer": b"harmless"}])
-    page.locator("#view-documents .files .state.completed").wait_for()
+    row = page.locator("#view-documents .files li").first
+    row.locator(".state.completed, .state.failed").wait_for()
+    assert row.locator(".state").inner_text() == "completed", row.inner_text()
     assert page.locator("#view-documents img, #view-agents img").count() == 0
     assert _xss_fired(page) is None
     ui.shot("xss-inert")
@@ -278,7 +280,8 @@ def test_documents_upload_a_pdf_search_it_and_cite_it(ui: Page, tmp_path: Path) 
     page.wait_for_selector("#view-documents h2:has-text('handbook')")
     page.set_input_files("[aria-label='upload files']", str(pdf))
     row = page.locator("#view-documents .files li", has_text="launch-plan.pdf")
-    row.locator(".state.completed").wait_for()
+    row.locator(".state.completed, .state.failed").wait_for()
+    assert row.locator(".state").inner_text() == "completed", row.inner_text()
     for mode in ("vector", "keyword", "hybrid"):
         page.fill("[aria-label='search query']", "launch codename")
         page.select_option("[aria-label='search mode']", mode)
