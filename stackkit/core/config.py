@@ -135,10 +135,41 @@ class ApiKeyInput(_Strict):
         return bytes.fromhex(self.key_sha256)
 
 
-class AuthConfig(_Strict):
-    """Who may call the server: every route but /v1/health needs `Authorization: Bearer <key>`."""
+class OidcConfig(_Strict):
+    """OAuth2/OIDC bearer tokens: JWTs signed by a key of the issuer's JWKS, for this audience, unexpired."""
 
-    api_keys: list[ApiKeyInput] = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^https?://", description="the issuer's JSON Web Key Set")
+    issuer: str = Field(min_length=1, description="the `iss` every token must carry")
+    audience: str = Field(min_length=1, description="the `aud` every token must carry (this server)")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    principal_claim: str = Field(default="sub", description="the claim that names the caller")
+    attributes: dict[str, str] = Field(default_factory=dict, description="principal attribute -> claim (a dotted "
+                                       "path such as realm_access.roles), e.g. {team: org, roles: roles}")
+    jwks_cache_s: float = Field(default=300.0, gt=0, description="how long fetched keys are trusted")
+    leeway_s: float = Field(default=30.0, ge=0, description="clock skew allowed on exp and nbf")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        symmetric = [a for a in algorithms if not a.startswith(("RS", "ES", "PS", "Ed"))]
+        if symmetric:
+            raise ValueError(f"{', '.join(symmetric)}: only public-key algorithms (RS*, ES*, PS*, EdDSA) verify "
+                             "against a JWKS")
+        return algorithms
+
+
+class AuthConfig(_Strict):
+    """Who may call the server: every route but /v1/health needs `Authorization: Bearer <token>`, an API key
+    from `api_keys` or a JWT from the `oidc` issuer."""
+
+    api_keys: list[ApiKeyInput] = Field(default_factory=list)
+    oidc: OidcConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_way_in(self) -> AuthConfig:
+        if not self.api_keys and self.oidc is None:
+            raise ValueError("give api_keys, oidc or both; with neither nobody could call the server")
+        return self
 
 
 class ServerConfig(_Strict):

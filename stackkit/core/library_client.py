@@ -20,7 +20,13 @@ from stackkit.apis.protocols import route_table
 from stackkit.core.config import RunConfig
 from stackkit.core.dispatch import build_request
 from stackkit.core.loop_driver import LoopDriver
-from stackkit.core.request_context import PROVIDER_DATA_HEADER, parse_provider_data, provider_data
+from stackkit.core.request_context import (
+    PROVIDER_DATA_HEADER,
+    Principal,
+    current_principal,
+    parse_provider_data,
+    provider_data,
+)
 from stackkit.core.sdk_compat import (
     AsyncPage,
     AsyncPaginator,
@@ -104,9 +110,10 @@ class AsyncLibraryClient:
     def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
         raise _missing(self, name)
 
-    def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
+    def __init__(self, config: RunConfig | str | os.PathLike[str], principal: Principal | str | None = None) -> None:
         self._config = config
         self.stack: Stack | None = None
+        self.principal = Principal(principal) if isinstance(principal, str) else principal
 
     async def initialize(self) -> AsyncLibraryClient:
         if self.stack is None:
@@ -130,11 +137,12 @@ class AsyncLibraryClient:
             headers = {k.lower(): v for k, v in (kwargs.get("extra_headers") or {}).items()}
             raw = headers.get(PROVIDER_DATA_HEADER)
             token = provider_data.set(parse_provider_data(raw)) if raw is not None else None
+            who = current_principal.set(self.principal) if self.principal is not None else None
             try:
                 result = await method(build_request(route, _request_data(route, args, kwargs)))
                 if isinstance(result, bytes):
                     return BinaryContent(result)
-                if token is not None and hasattr(result, "__anext__"):  # keys stay in effect for the stream
+                if (token or who) is not None and hasattr(result, "__anext__"):  # in effect for the stream too
                     return ContextStream(result, contextvars.copy_context())
                 return result
             except StackkitError as exc:
@@ -142,6 +150,8 @@ class AsyncLibraryClient:
             finally:
                 if token is not None:
                     provider_data.reset(token)
+                if who is not None:
+                    current_principal.reset(who)
 
         return call
 
@@ -217,15 +227,16 @@ class LibraryClient:
 
     Calls run the stack's event loop on the calling thread; between calls a background thread keeps
     work in flight going (file ingestion, model listing), and calls from inside a running event loop
-    run on a helper thread (core/loop_driver.py).
+    run on a helper thread (core/loop_driver.py). `principal` (a name or a Principal with attributes) is
+    who every call is made as, as an API key or token would say over HTTP.
     """
 
     def __getattr__(self, name: str) -> Any:  # only for names the route table did not create
         raise _missing(self, name)
 
-    def __init__(self, config: RunConfig | str | os.PathLike[str]) -> None:
+    def __init__(self, config: RunConfig | str | os.PathLike[str], principal: Principal | str | None = None) -> None:
         self._driver = LoopDriver()
-        self._async = AsyncLibraryClient(config)
+        self._async = AsyncLibraryClient(config, principal)
         try:
             self._call(self._async.initialize())
         except BaseException:

@@ -1,12 +1,11 @@
-"""The ASGI middleware on the hot path: request id, body size limit and access log; and, when
-`server.auth` is set, API keys.
+"""The ASGI middleware on the hot path: request id, body size limit and access log (auth is in
+core/auth.py).
 
 Raw ASGI (no BaseHTTPMiddleware) so it adds microseconds, not milliseconds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -14,8 +13,7 @@ import time
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stackkit.core.request_context import Principal, current_principal
-from stackkit.errors import AuthenticationError, RequestTooLargeError
+from stackkit.errors import RequestTooLargeError
 
 access_log = logging.getLogger("stackkit.access")
 
@@ -89,42 +87,3 @@ class GatewayMiddleware:
 def _too_large_text(limit: int) -> str:
     return (f"The request body is larger than this server's limit of {limit} bytes "
             "(server.limits.max_request_bytes in run.yaml).")
-
-
-class ApiKeyMiddleware:
-    """`Authorization: Bearer <key>` on every route but the public ones; the key's principal is set for the
-    request (`current_principal`) and named in the access log. A missing or unknown key is a 401 with
-    OpenAI's error body. Keys are compared by SHA-256 digest, so only digests are held in memory."""
-
-    def __init__(self, app: ASGIApp, keys: dict[bytes, Principal], public: frozenset[str]) -> None:
-        self.app = app
-        self.keys = keys
-        self.public = public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public:
-            await self.app(scope, receive, send)
-            return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        scheme, _, key = header.partition(b" ")
-        principal = self.keys.get(hashlib.sha256(key.strip()).digest()) if scheme.lower() == b"bearer" else None
-        if principal is None:
-            await self._unauthorized(send, "missing" if not header else "invalid")
-            return
-        scope["stackkit.principal"] = principal.name
-        token = current_principal.set(principal)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            current_principal.reset(token)
-
-    @staticmethod
-    async def _unauthorized(send: Send, why: str) -> None:
-        text = ("No API key was sent; send it as `Authorization: Bearer <key>` (api_key= in the openai SDK)."
-                if why == "missing" else "The API key is not valid; check it, or ask for one that is in "
-                "server.auth.api_keys.")
-        body = orjson.dumps(AuthenticationError(text, code="invalid_api_key").to_openai_body())
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b"Bearer")]})
-        await send({"type": "http.response.body", "body": body})

@@ -37,9 +37,10 @@ from starlette.types import Receive, Scope, Send
 
 from stackkit.apis.datatypes import Api, Route
 from stackkit.apis.protocols import route_table
+from stackkit.core.auth import AuthMiddleware, JwtVerifier
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.dispatch import build_request, build_request_json, wants_stream
-from stackkit.core.middleware import ApiKeyMiddleware, GatewayMiddleware
+from stackkit.core.middleware import GatewayMiddleware
 from stackkit.core.openapi import openapi_spec
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, Principal, parse_provider_data, provider_data
 from stackkit.core.stack import Stack, version
@@ -252,7 +253,8 @@ def create_app(stack: Stack) -> Starlette:
                              upload_paths=frozenset(r.path for r in routes if r.body == "multipart"))]
     if server.auth is not None:
         keys = {k.digest(): Principal(k.principal, k.attributes) for k in server.auth.api_keys}
-        middleware.append(Middleware(ApiKeyMiddleware, keys=keys, public=frozenset(public)))
+        verifier = JwtVerifier(server.auth.oidc) if server.auth.oidc is not None else None
+        middleware.append(Middleware(AuthMiddleware, keys=keys, public=frozenset(public), verifier=verifier))
     if server.cors is not None:
         from starlette.middleware.cors import CORSMiddleware
 

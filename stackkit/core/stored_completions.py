@@ -71,9 +71,9 @@ def store_options(request: ChatCompletionRequest) -> tuple[bool, dict[str, str]]
         options = _StoreOptions(store=extra.pop("store", None), metadata=extra.pop("metadata", None))
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise InvalidRequestError(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}. store is true or false; "
-                                  "metadata is up to 16 string pairs (keys up to 64 characters, values up to 512).",
-                                  param=str(problem["loc"][0])) from None
+        raise InvalidRequestError(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}. Send store as true or "
+                                  "false, and metadata as up to 16 string pairs (keys up to 64 characters, values up "
+                                  "to 512).", param=str(problem["loc"][0])) from None
     return bool(options.store), options.metadata or {}
 
 

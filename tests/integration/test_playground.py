@@ -128,9 +128,10 @@ class Page:
 
 
 @pytest.fixture
-def ui(browser: Any, live: LiveServer) -> Iterator[Page]:
+def ui(browser: Any, live: LiveServer, request: pytest.FixtureRequest) -> Iterator[Page]:
     page = Page(browser, live.base_url.removesuffix("/v1"))
     yield page
+    page.shot(f"end-of-{request.node.name}")  # what the page showed last (the artifact to read on a failure)
     page.context.close()
     assert page.unexpected_errors() == []
 

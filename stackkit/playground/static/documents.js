@@ -42,12 +42,13 @@ export function mountDocuments(view, shared) {
   }
 
   async function select(store) {
-    current = store;
+    const { data } = await api(`vector_stores/${store.id}/files?limit=100`);
+    const rows = await Promise.all(data.map((f) => fileRow(f)));
+    current = store;  // only now: an upload started from here on lands in this list, never under another store
+    files.replaceChildren(...rows);
+    clear(results);
     title.textContent = store.name || store.id;
     picker.disabled = false;
-    clear(results);
-    const { data } = await api(`vector_stores/${store.id}/files?limit=100`);
-    files.replaceChildren(...await Promise.all(data.map((f) => fileRow(f))));
     listStores();
   }
 
@@ -63,6 +64,7 @@ export function mountDocuments(view, shared) {
   }
 
   async function ingest(file) {
+    const store = current;
     const bar = h("progress", { max: 1, value: 0 });
     const status = h("span", { class: "state", text: "uploading" });
     const row = h("li", {}, h("span", { class: "name", text: file.name }), bar, status);
@@ -71,10 +73,10 @@ export function mountDocuments(view, shared) {
       const uploaded = await upload(file, "assistants", (p) => { bar.value = p; });
       bar.value = 1;
       status.textContent = "processing";
-      let entry = await api(`vector_stores/${current.id}/files`, { method: "POST", body: { file_id: uploaded.id } });
+      let entry = await api(`vector_stores/${store.id}/files`, { method: "POST", body: { file_id: uploaded.id } });
       for (let wait = 100; !DONE.has(entry.status); wait = Math.min(wait * 2, 2000)) {
         await new Promise((r) => setTimeout(r, wait));
-        entry = await api(`vector_stores/${current.id}/files/${uploaded.id}`);
+        entry = await api(`vector_stores/${store.id}/files/${uploaded.id}`);
       }
       row.replaceWith(await fileRow(entry, file.name));
     } catch (error) {
