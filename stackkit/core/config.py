@@ -172,6 +172,31 @@ class AuthConfig(_Strict):
         return self
 
 
+class QuotaRule(_Strict):
+    """A limit on what matching requests may use. Counters are kept per principal (``principal: "*"`` gives
+    each principal its own) and per model, or for all models together (``model: "*"``)."""
+
+    principal: str = Field(default="*", description='a principal\'s name, or "*" for each principal')
+    model: str = Field(default="*", description='a model id as clients name it, or "*" for all together')
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0, description="prompt + completion tokens")
+    concurrent_requests: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> QuotaRule:
+        if self.requests_per_minute is None and self.tokens_per_minute is None and self.concurrent_requests is None:
+            raise ValueError("set requests_per_minute, tokens_per_minute or concurrent_requests")
+        return self
+
+
+class QuotaConfig(_Strict):
+    """Rate limits and quotas on model calls: a request over any matching rule is a 429 with Retry-After."""
+
+    rules: list[QuotaRule] = Field(min_length=1)
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://", description="share the counters among "
+                                  "replicas through Redis (atomic); in this process's memory when unset")
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8321, ge=0, le=65535)
@@ -190,6 +215,7 @@ class RunConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     registered_resources: RegisteredResources = Field(default_factory=RegisteredResources)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    quotas: QuotaConfig | None = None
     safety: dict[str, Any] = Field(default_factory=dict)
     model_refresh_timeout: float = Field(default=5.0, gt=0)
 

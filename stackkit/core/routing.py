@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from stackkit.apis.datatypes import (
@@ -32,6 +32,7 @@ from stackkit.apis.inference import (
     CompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
+    StreamOptions,
 )
 from stackkit.apis.models import GetModelRequest, Model, ModelList, RegisterModelRequest
 from stackkit.apis.safety import ModerationRequest, ModerationResponse, RunShieldRequest, RunShieldResponse
@@ -62,6 +63,7 @@ from stackkit.apis.vector_io import (
     VectorStoreList,
 )
 from stackkit.core.guardrails import Guardrails, requested_shields
+from stackkit.core.quotas import Admission, QuotaGate
 from stackkit.core.storage import KVStore
 from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
 from stackkit.core.streams import Stream, aclose
@@ -278,6 +280,7 @@ class InferenceRouter:
         self.table = table
         self.guardrails: Guardrails | None = None  # set by the Stack when a safety API is configured
         self.completions: CompletionStore | None = None  # set by the Stack: where store: true completions go
+        self.quotas: QuotaGate | None = None  # set by the Stack when run.yaml has quotas
         self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
         self._floors_version = -1
 
@@ -338,10 +341,29 @@ class InferenceRouter:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        return await self._generate(request, "chat_completion", ChatCompletion, "chat")  # type: ignore[no-any-return]
+        return await self._within_quota(  # type: ignore[no-any-return]
+            request, lambda r: self._generate(r, "chat_completion", ChatCompletion, "chat"))
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
-        return await self._generate(request, "completion", Completion, "completion")  # type: ignore[no-any-return]
+        return await self._within_quota(  # type: ignore[no-any-return]
+            request, lambda r: self._generate(r, "completion", Completion, "completion"))
+
+    async def _within_quota(self, request: Any, run: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`run(request)` once the quotas admit it; its tokens charged from usage (a stream's too)."""
+        if self.quotas is None:
+            return await run(request)
+        async with self.quotas.admitted(request.model) as admission:
+            hide_usage = False
+            if admission.wants_tokens and getattr(request, "stream", False):
+                options = request.stream_options
+                hide_usage = options is None or not options.include_usage
+                request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+            result = await run(request)
+            if hasattr(result, "__anext__"):
+                admission.handed_off = True
+                return metered(result, admission, hide_usage)
+            await admission.charge(getattr(result, "usage", None))
+            return result
 
     async def _generate(self, request: ChatCompletionRequest | CompletionRequest, method: str, whole: type[Any],
                         kind: str) -> Any:
@@ -373,6 +395,9 @@ class InferenceRouter:
         return result
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        return await self._within_quota(request, self._embed)  # type: ignore[no-any-return]
+
+    async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         asked = request.model
         impl, resource, request = self._upstream(request, ModelType.embedding)
         self._check_fields(impl, resource, request)
@@ -412,6 +437,30 @@ class InferenceRouter:
                 for m in listed
             ],
         )
+
+
+def metered(stream: AsyncIterator[Any], admission: Admission, hide_usage: bool) -> Stream[Any]:
+    """`stream` with its usage charged to the quotas and its concurrency slot freed when it ends or is
+    closed; the usage chunk the quotas asked for is not shown to a client that did not."""
+
+    async def relay() -> AsyncIterator[Any]:
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    await admission.charge(chunk.usage)
+                    if hide_usage:
+                        if not chunk.choices:
+                            continue
+                        chunk.usage = None
+                yield chunk
+        finally:
+            await admission.finish()
+
+    async def close() -> None:
+        await aclose(stream)
+        await admission.finish()
+
+    return Stream(relay(), close)
 
 
 def renamed(stream: AsyncIterator[Any], model: str) -> Stream[Any]:

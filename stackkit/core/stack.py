@@ -30,6 +30,7 @@ from stackkit.apis.protocols import route_table
 from stackkit.core.arena import ArenaService
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
+from stackkit.core.quotas import QuotaGate, QuotaStore, open_quota_store
 from stackkit.core.redact import redact_config
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
 from stackkit.core.responses import ResponsesService
@@ -68,6 +69,7 @@ class Stack:
         self._refresh_task: asyncio.Task[None] | None = None
         self.state_lock: StateLock | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.quota_store: QuotaStore | None = None
 
     @classmethod
     async def create(cls, config: RunConfig | str | os.PathLike[str]) -> Stack:
@@ -123,6 +125,9 @@ class Stack:
         self.impls[Api.stored_completions] = completions
         if isinstance(self.impls[Api.inference], InferenceRouter):
             self.impls[Api.inference].completions = completions
+            if self.config.quotas is not None:
+                self.quota_store = open_quota_store(self.config.quotas)
+                self.impls[Api.inference].quotas = QuotaGate(self.config.quotas, self.quota_store)
         if Api.safety in self.impls:
             self.impls[Api.shields] = ShieldsTable(self.tables[Api.safety])
             inference = self.impls[Api.inference]
@@ -247,6 +252,8 @@ class Stack:
         completions = self.impls.get(Api.stored_completions)
         if isinstance(completions, CompletionStore):
             await completions.shutdown()  # after the agents: their turns may still store completions
+        if self.quota_store is not None:
+            await self.quota_store.close()
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()

@@ -1,0 +1,111 @@
+"""Quota counters in Redis, shared by every replica: each operation is one Lua script, so admission across
+all of a request's buckets is atomic, and the clock is Redis's own (TIME), so replicas need not agree on
+theirs. Levels are returned as strings (Redis would truncate a Lua number to an integer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stackkit.core.quotas import LEASE_S, Bucket
+from stackkit.errors import ProviderUnavailableError, StackkitError
+
+_LEVEL = """
+local function now() local t = redis.call('TIME') return tonumber(t[1]) + tonumber(t[2]) / 1e6 end
+local function level(key, limit, at)
+  local v = redis.call('HMGET', key, 'level', 'updated')
+  if not v[1] then return limit end
+  return math.min(limit, tonumber(v[1]) + (at - tonumber(v[2])) * limit / 60)
+end
+local function store(key, value, limit, at)
+  redis.call('HSET', key, 'level', tostring(value), 'updated', tostring(at))
+  redis.call('EXPIRE', key, math.max(120, math.ceil(-value / (limit / 60)) + 60))
+end
+"""
+
+ADMIT = _LEVEL + """
+local at = now()
+local lease, lease_s = ARGV[1], tonumber(ARGV[2])
+local wait, levels = 0, {}
+for i = 1, #KEYS do
+  local kind, limit = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+  if kind == 'concurrent' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', at)
+    if redis.call('ZCARD', KEYS[i]) >= limit then wait = math.max(wait, 1) end
+  else
+    levels[i] = level(KEYS[i], limit, at)
+    if kind == 'requests' and levels[i] < 1 then wait = math.max(wait, (1 - levels[i]) / (limit / 60)) end
+    if kind == 'tokens' and levels[i] <= 0 then wait = math.max(wait, -levels[i] / (limit / 60) + 0.001) end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i = 1, #KEYS do
+  local kind, limit = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+  if kind == 'concurrent' then
+    redis.call('ZADD', KEYS[i], at + lease_s, lease)
+    redis.call('EXPIRE', KEYS[i], math.ceil(lease_s))
+  elseif kind == 'requests' then
+    store(KEYS[i], levels[i] - 1, limit, at)
+  else
+    store(KEYS[i], levels[i], limit, at)
+  end
+end
+return '0'
+"""
+
+CHARGE = _LEVEL + """
+local at = now()
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[i + 1])
+  store(KEYS[i], level(KEYS[i], limit, at) - tonumber(ARGV[1]), limit, at)
+end
+return '0'
+"""
+
+
+class RedisQuotaStore:
+    """Quota counters in Redis (``quotas.redis_url``)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import redis.asyncio as redis
+        except ImportError as exc:
+            raise StackkitError("quotas.redis_url needs the redis package: pip install 'stackkit[redis]'") from exc
+        self.redis: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.errors = redis.RedisError
+        self.where = url.split("@")[-1]  # never the password
+        self._admit = self.redis.register_script(ADMIT)
+        self._charge = self.redis.register_script(CHARGE)
+
+    @staticmethod
+    def _key(bucket: Bucket) -> str:
+        return f"stackkit:quota:{bucket.key}"
+
+    async def _run(self, call: Any) -> Any:
+        try:
+            return await call
+        except self.errors as exc:
+            raise ProviderUnavailableError(f"The quota store (Redis at {self.where}) cannot be reached "
+                                           f"({type(exc).__name__}); start it or check quotas.redis_url.") from None
+
+    async def admit(self, buckets: list[Bucket], lease: str) -> float:
+        args: list[Any] = [lease, LEASE_S]
+        for b in buckets:
+            args += [b.kind, b.limit]
+        return float(await self._run(self._admit(keys=[self._key(b) for b in buckets], args=args)))
+
+    async def charge(self, buckets: list[Bucket], tokens: float) -> None:
+        tokened = [b for b in buckets if b.kind == "tokens"]
+        if tokened:
+            await self._run(self._charge(keys=[self._key(b) for b in tokened],
+                                         args=[tokens, *(b.limit for b in tokened)]))
+
+    async def release(self, buckets: list[Bucket], lease: str) -> None:
+        leased = [self._key(b) for b in buckets if b.kind == "concurrent"]
+        if leased:
+            pipe = self.redis.pipeline()
+            for key in leased:
+                pipe.zrem(key, lease)
+            await self._run(pipe.execute())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
