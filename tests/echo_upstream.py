@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server for tests that need to see what a provider sends upstream:
 its chat completions answer with the request's Authorization header as the content (streamed in
-OpenAI's exact wire format when asked, tool calls included), and its moderations endpoint records the
-Authorization header of every call in ``SEEN_AUTH``."""
+OpenAI's exact wire format when asked, tool calls included) and note any ``traceparent`` header in
+``SEEN_TRACEPARENT``, and its moderations endpoint records the Authorization header of every call in
+``SEEN_AUTH``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 SEEN_AUTH: list[str] = []
+SEEN_TRACEPARENT: list[str] = []  # the W3C trace context of each chat completion request, when it had one
 
 
 def _sse(events: list[dict[str, Any]]) -> StreamingResponse:
@@ -70,6 +72,8 @@ async def moderations(request: Request) -> JSONResponse:
 
 
 async def chat(request: Request) -> Response:
+    if "traceparent" in request.headers:
+        SEEN_TRACEPARENT.append(request.headers["traceparent"])
     body = await request.json()
     if "bogus_field" in body:  # as OpenAI answers a field it does not know
         return JSONResponse({"error": {"message": "upstream rejects 'bogus_field': Unrecognized request argument",

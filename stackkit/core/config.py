@@ -197,6 +197,16 @@ class QuotaConfig(_Strict):
                                   "replicas through Redis (atomic); in this process's memory when unset")
 
 
+class TelemetryConfig(_Strict):
+    """Traces (OpenTelemetry) and metrics (Prometheus, at /metrics). Nothing is loaded or measured without it."""
+
+    service_name: str = "stackkit"
+    traces: Literal["none", "otlp", "console"] = Field(default="none", description="otlp: OTLP/HTTP to "
+                                                        "otlp_endpoint; console: spans printed, for development")
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", pattern=r"^https?://")
+    metrics: bool = Field(default=True, description="serve Prometheus metrics at /metrics")
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8321, ge=0, le=65535)
@@ -216,6 +226,7 @@ class RunConfig(_Strict):
     registered_resources: RegisteredResources = Field(default_factory=RegisteredResources)
     server: ServerConfig = Field(default_factory=ServerConfig)
     quotas: QuotaConfig | None = None
+    telemetry: TelemetryConfig | None = None
     safety: dict[str, Any] = Field(default_factory=dict)
     model_refresh_timeout: float = Field(default=5.0, gt=0)
 

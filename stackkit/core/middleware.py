@@ -70,10 +70,11 @@ class GatewayMiddleware:
             await self.app(scope, receive_limited, send_with_id)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
             who = scope.get("stackkit.principal")
+            trace_id = scope.get("stackkit.trace_id")
             access_log.info(orjson.dumps({
                 "method": scope["method"], "path": scope["path"], "status": status,
                 "ms": round((time.perf_counter() - started) * 1000, 3), "request_id": request_id.decode(),
-                **({"principal": who} if who else {}),
+                **({"principal": who} if who else {}), **({"trace_id": trace_id} if trace_id else {}),
             }).decode())
 
     @staticmethod

@@ -16,11 +16,9 @@ that dies does not hold its slots for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -120,25 +118,18 @@ class QuotaGate:
             found += [Bucket(f"{scope}:{kind}", kind, limit) for kind, limit in _limits(rule) if limit is not None]
         return found
 
-    @contextlib.asynccontextmanager
-    async def admitted(self, model: str) -> AsyncIterator[Admission]:
-        """Admit a call to `model` or raise a 429; the admission releases its slot when the block ends."""
+    async def admit(self, model: str) -> Admission:
+        """Admit a call to `model` or raise a 429; `finish()` the admission when the call is over."""
         buckets = self.buckets(model)
         if not buckets:
-            yield Admission(self, [], "")
-            return
+            return Admission(self, [], "")
         lease = uuid.uuid4().hex
         wait = await self.store.admit(buckets, lease)
         if wait > 0:
             raise RateLimitError(f"Rate limit reached for model '{model}' ({_describe(buckets)}); retry after "
                                  f"{math.ceil(wait)} s, or ask for a higher quota (quotas in run.yaml).",
                                  retry_after=wait)
-        admission = Admission(self, buckets, lease)
-        try:
-            yield admission
-        finally:
-            if not admission.handed_off:
-                await admission.finish()
+        return Admission(self, buckets, lease)
 
 
 def _limits(rule: QuotaRule) -> list[tuple[str, float | None]]:
@@ -152,14 +143,13 @@ def _describe(buckets: list[Bucket]) -> str:
 
 
 class Admission:
-    """An admitted call: charge its tokens when they are known; `finish` releases its concurrency slot.
-    A stream takes the admission over (`handed_off`) and finishes it when it ends or is closed."""
+    """An admitted call: charge its tokens when they are known; `finish` releases its concurrency slot
+    (a stream's admission is finished when the stream ends or is closed)."""
 
     def __init__(self, gate: QuotaGate, buckets: list[Bucket], lease: str) -> None:
         self.gate = gate
         self.buckets = buckets
         self.lease = lease
-        self.handed_off = False
         self.wants_tokens = any(b.kind == "tokens" for b in buckets)
         self._done = False
 

@@ -9,6 +9,7 @@ from the providers in the background.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -67,7 +68,8 @@ from stackkit.core.quotas import Admission, QuotaGate
 from stackkit.core.storage import KVStore
 from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
 from stackkit.core.streams import Stream, aclose
-from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError
+from stackkit.core.telemetry import ModelCall, Telemetry, span
+from stackkit.errors import ConflictError, InvalidRequestError, NotFoundError, ProviderUnavailableError, StackkitError
 
 log = logging.getLogger("stackkit.routing")
 T = TypeVar("T", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
@@ -281,6 +283,7 @@ class InferenceRouter:
         self.guardrails: Guardrails | None = None  # set by the Stack when a safety API is configured
         self.completions: CompletionStore | None = None  # set by the Stack: where store: true completions go
         self.quotas: QuotaGate | None = None  # set by the Stack when run.yaml has quotas
+        self.telemetry: Telemetry | None = None  # set by the Stack when run.yaml has telemetry
         self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
         self._floors_version = -1
 
@@ -341,29 +344,42 @@ class InferenceRouter:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        return await self._within_quota(  # type: ignore[no-any-return]
-            request, lambda r: self._generate(r, "chat_completion", ChatCompletion, "chat"))
+        return await self._model_call(  # type: ignore[no-any-return]
+            request, lambda r: self._generate(r, "chat_completion", ChatCompletion, "chat"), "chat")
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
-        return await self._within_quota(  # type: ignore[no-any-return]
-            request, lambda r: self._generate(r, "completion", Completion, "completion"))
+        return await self._model_call(  # type: ignore[no-any-return]
+            request, lambda r: self._generate(r, "completion", Completion, "completion"), "text_completion")
 
-    async def _within_quota(self, request: Any, run: Callable[[Any], Awaitable[Any]]) -> Any:
-        """`run(request)` once the quotas admit it; its tokens charged from usage (a stream's too)."""
-        if self.quotas is None:
+    async def _model_call(self, request: Any, run: Callable[[Any], Awaitable[Any]], operation: str) -> Any:
+        """`run(request)` once the quotas admit it, measured when telemetry is on; a stream's tokens are
+        charged and its span ended when the stream ends."""
+        if self.quotas is None and self.telemetry is None:
             return await run(request)
-        async with self.quotas.admitted(request.model) as admission:
-            hide_usage = False
-            if admission.wants_tokens and getattr(request, "stream", False):
-                options = request.stream_options
-                hide_usage = options is None or not options.include_usage
-                request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
-            result = await run(request)
-            if hasattr(result, "__anext__"):
-                admission.handed_off = True
-                return metered(result, admission, hide_usage)
-            await admission.charge(getattr(result, "usage", None))
-            return result
+        admission = await self.quotas.admit(request.model) if self.quotas is not None else None
+        call = (self.telemetry.model_call(operation, request.model, self._provider_of(request.model))
+                if self.telemetry is not None else None)
+        hide_usage = False
+        if getattr(request, "stream", False) and (call is not None or (admission and admission.wants_tokens)):
+            options = request.stream_options  # usage is needed for the quota and the metrics: ask for it
+            hide_usage = options is None or not options.include_usage
+            request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+        try:
+            with call.current() if call is not None else contextlib.nullcontext():
+                result = await run(request)
+        except BaseException as exc:
+            await _finish(admission, call, None, exc)
+            raise
+        if hasattr(result, "__anext__"):
+            return metered(result, admission, call, hide_usage)
+        await _finish(admission, call, getattr(result, "usage", None), None)
+        return result
+
+    def _provider_of(self, model: str) -> str:
+        try:
+            return self.table.resolve(model)[1].provider_id
+        except StackkitError:
+            return "unknown"
 
     async def _generate(self, request: ChatCompletionRequest | CompletionRequest, method: str, whole: type[Any],
                         kind: str) -> Any:
@@ -395,7 +411,7 @@ class InferenceRouter:
         return result
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._within_quota(request, self._embed)  # type: ignore[no-any-return]
+        return await self._model_call(request, self._embed, "embeddings")  # type: ignore[no-any-return]
 
     async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         asked = request.model
@@ -439,26 +455,51 @@ class InferenceRouter:
         )
 
 
-def metered(stream: AsyncIterator[Any], admission: Admission, hide_usage: bool) -> Stream[Any]:
-    """`stream` with its usage charged to the quotas and its concurrency slot freed when it ends or is
-    closed; the usage chunk the quotas asked for is not shown to a client that did not."""
+async def _finish(admission: Admission | None, call: ModelCall | None, usage: Any, error: BaseException | None
+                  ) -> None:
+    if call is not None:
+        call.finish(usage, error)
+    if admission is not None:
+        if usage is not None:
+            await admission.charge(usage)
+        await admission.finish()
+
+
+def metered(stream: AsyncIterator[Any], admission: Admission | None, call: ModelCall | None,
+            hide_usage: bool) -> Stream[Any]:
+    """`stream`, its usage charged to the quotas and its span ended, its concurrency slot freed when it
+    ends or is closed; the usage chunk asked for on the client's behalf is not shown to a client that did
+    not ask for it."""
+    usage: Any = None
+    done = False
+
+    async def finish(error: BaseException | None) -> None:
+        nonlocal done
+        if not done:  # once, whether the stream ended or was closed first
+            done = True
+            await _finish(admission, call, usage, error)
 
     async def relay() -> AsyncIterator[Any]:
+        nonlocal usage
+        error: BaseException | None = None
         try:
             async for chunk in stream:
                 if chunk.usage is not None:
-                    await admission.charge(chunk.usage)
+                    usage = chunk.usage
                     if hide_usage:
                         if not chunk.choices:
                             continue
                         chunk.usage = None
                 yield chunk
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            await admission.finish()
+            await finish(error)
 
     async def close() -> None:
         await aclose(stream)
-        await admission.finish()
+        await finish(None)
 
     return Stream(relay(), close)
 
@@ -479,6 +520,7 @@ class SafetyRouter:
 
     def __init__(self, table: ResourceTable, default_shield_id: str | None = None) -> None:
         self.table = table
+        self.telemetry: Telemetry | None = None
         self.default_shield_id = default_shield_id
 
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
@@ -486,7 +528,9 @@ class SafetyRouter:
         params = resource.params if isinstance(resource, ShieldResource) else {}
         request = request.model_copy(update={"shield_id": resource.provider_resource_id,
                                              "params": {**params, **request.params}})
-        return await impl.run_shield(request)  # type: ignore[no-any-return]
+        with span(self.telemetry, f"shield {resource.identifier}", **{"stackkit.shield": resource.identifier,
+                                                                      "stackkit.provider": resource.provider_id}):
+            return await impl.run_shield(request)  # type: ignore[no-any-return]
 
     async def moderation(self, request: ModerationRequest) -> ModerationResponse:
         shield_id = request.model or self.default_shield_id
@@ -509,12 +553,14 @@ class SafetyRouter:
 class VectorIORouter:
     def __init__(self, table: ResourceTable) -> None:
         self.table = table
+        self.telemetry: Telemetry | None = None
 
     async def insert_chunks(self, request: InsertChunksRequest) -> InsertChunksResponse:
         return await self._to_owner("insert_chunks", request)  # type: ignore[no-any-return]
 
     async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
-        return await self._to_owner("query_chunks", request)  # type: ignore[no-any-return]
+        with span(self.telemetry, "vector_search", **{"stackkit.vector_store": request.vector_store_id}):
+            return await self._to_owner("query_chunks", request)  # type: ignore[no-any-return]
 
     async def create_vector_store(self, request: CreateVectorStoreRequest) -> VectorStore:
         provider_id = request.provider_id or self.table.default_provider_id("vector stores")
@@ -601,7 +647,9 @@ class VectorIORouter:
         return response
 
     async def search_vector_store(self, request: SearchVectorStoreRequest) -> SearchResultsPage:
-        return await self._to_owner("search_vector_store", request)  # type: ignore[no-any-return]
+        with span(self.telemetry, "vector_search", **{"stackkit.vector_store": request.vector_store_id,
+                                                      "stackkit.search_mode": request.search_mode}):
+            return await self._to_owner("search_vector_store", request)  # type: ignore[no-any-return]
 
     async def _to_owner(self, name: str, request: Any) -> Any:
         impl, _ = self.table.resolve(request.vector_store_id)

@@ -255,6 +255,12 @@ def create_app(stack: Stack) -> Starlette:
         keys = {k.digest(): Principal(k.principal, k.attributes) for k in server.auth.api_keys}
         verifier = JwtVerifier(server.auth.oidc) if server.auth.oidc is not None else None
         middleware.append(Middleware(AuthMiddleware, keys=keys, public=frozenset(public), verifier=verifier))
+    if stack.telemetry is not None:
+        from stackkit.core.telemetry import TelemetryMiddleware
+
+        middleware.insert(1, Middleware(TelemetryMiddleware, telemetry=stack.telemetry))  # inside the access log
+        if stack.telemetry.registry is not None:
+            http_routes.append(HTTPRoute("/metrics", _metrics_endpoint(stack.telemetry), methods=["GET"]))
     if server.cors is not None:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -332,6 +338,13 @@ _DOCS = """<!doctype html><html><head><title>stackkit API</title><meta charset="
 
 async def _docs_page(request: Request) -> Response:
     return HTMLResponse(_DOCS)
+
+
+def _metrics_endpoint(telemetry: Any) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(_: Request) -> Response:
+        return Response(telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return metrics
 
 
 def _banner(stack: Stack, host: str, port: int) -> str:

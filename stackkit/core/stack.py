@@ -44,6 +44,7 @@ from stackkit.core.routing import (
 )
 from stackkit.core.storage import KVStore, StateLock, open_kvstore, open_sqldb, state_lock
 from stackkit.core.stored_completions import CompletionStore
+from stackkit.core.telemetry import Telemetry
 from stackkit.core.tool_runtime import ToolRuntimeService
 from stackkit.core.tools import McpSessions
 from stackkit.errors import NotFoundError, StackkitError
@@ -70,6 +71,7 @@ class Stack:
         self.state_lock: StateLock | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.quota_store: QuotaStore | None = None
+        self.telemetry = Telemetry(config.telemetry) if config.telemetry is not None else None
 
     @classmethod
     async def create(cls, config: RunConfig | str | os.PathLike[str]) -> Stack:
@@ -136,12 +138,26 @@ class Stack:
                                                   int(self.config.safety.get("stream_check_chars", 200)),
                                                   int(self.config.safety.get("stream_holdback_chars", 48)))
         sessions = McpSessions()
+        self._instrument(sessions)
         self.impls[Api.tool_runtime] = ToolRuntimeService(self.config.registered_resources.tool_groups, sessions)
         self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"),
                                                   self.impls.get(Api.vector_io), self.impls[Api.tool_runtime],
                                                   self.impls[Api.models])
         self.impls[Api.inspect] = StackInspector(self)
         self.impls[Api.arena] = ArenaService(self.kvstore, self.impls[Api.models])
+
+    def _instrument(self, sessions: McpSessions) -> None:
+        """Hand the telemetry (when run.yaml has it) to what makes model calls, runs shields, searches and
+        calls tools."""
+        if self.telemetry is None:
+            return
+        for api in (Api.inference, Api.safety, Api.vector_io):
+            if isinstance(self.impls.get(api), InferenceRouter | SafetyRouter | VectorIORouter):
+                self.impls[api].telemetry = self.telemetry
+        sessions.telemetry = self.telemetry
+        completions = self.impls.get(Api.stored_completions)
+        if isinstance(completions, CompletionStore):
+            self.telemetry.watch_queue("stored_completions", completions.queue_depth)
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}
@@ -254,6 +270,8 @@ class Stack:
             await completions.shutdown()  # after the agents: their turns may still store completions
         if self.quota_store is not None:
             await self.quota_store.close()
+        if self.telemetry is not None:
+            await self.telemetry.shutdown()
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()

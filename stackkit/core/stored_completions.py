@@ -166,6 +166,9 @@ class CompletionStore:
         await self._queue.put(row)
         self._enqueued += 1
 
+    def queue_depth(self) -> float:
+        return float(self._queue.qsize()) if self._queue is not None else 0.0
+
     async def _write_forever(self) -> None:
         assert self._queue is not None and self._progress is not None
         while True:

@@ -32,6 +32,7 @@ from stackkit.apis.agents import (
 )
 from stackkit.apis.vector_io import SearchVectorStoreRequest, VectorIO
 from stackkit.core.redact import redact_url
+from stackkit.core.telemetry import Telemetry, span
 from stackkit.errors import InvalidRequestError, MissingPackageError
 
 MCP_TIMEOUT_S = 30.0
@@ -149,6 +150,7 @@ class McpSessions:
     def __init__(self, idle_s: float = 60.0) -> None:
         self.idle_s = idle_s
         self.sessions: dict[tuple[str, tuple[tuple[str, str], ...]], _Session] = {}
+        self.telemetry: Telemetry | None = None  # set by the Stack when run.yaml has telemetry
 
     @staticmethod
     def _key(tool: McpTool) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -213,7 +215,10 @@ async def call_mcp_tool(tool: McpTool, name: str, arguments: str, sessions: McpS
         return item
     try:
         args = json.loads(arguments or "{}")
-        result = await sessions.run(tool, lambda s: s.call_tool(name, args))
+        with span(sessions.telemetry, f"execute_tool {name}", **{"gen_ai.operation.name": "execute_tool",
+                                                                  "gen_ai.tool.name": name,
+                                                                  "stackkit.mcp_server": tool.server_label}):
+            result = await sessions.run(tool, lambda s: s.call_tool(name, args))
     except MissingPackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - the server or the arguments failed: the model is told

@@ -25,6 +25,7 @@ from stackkit.apis.datatypes import ProviderConfigBase
 from stackkit.core.redact import redact_url
 from stackkit.core.request_context import provider_data
 from stackkit.core.streams import Stream
+from stackkit.core.telemetry import inject_trace_context
 from stackkit.errors import (
     AuthenticationError,
     ConfigError,
@@ -93,7 +94,7 @@ class HTTPProvider:
         """JSON headers, plus auth from X-Stackkit-Provider-Data when the request carries a key."""
         data = provider_data.get()
         if not data or self.provider_data_key is None or self.provider_data_key not in data:
-            return JSON_HEADERS
+            return inject_trace_context(JSON_HEADERS)
         key = data[self.provider_data_key]
         if not isinstance(key, str) or not key:
             raise InvalidRequestError(
@@ -101,7 +102,7 @@ class HTTPProvider:
                 "key there or leave it out.",
                 param=self.provider_data_key,
             )
-        return {**JSON_HEADERS, **self._auth_headers(key)}
+        return inject_trace_context({**JSON_HEADERS, **self._auth_headers(key)})
 
     def _check_model(self, model: str) -> None:
         allowed = self.config.allowed_models
