@@ -110,8 +110,20 @@ class ModelType(enum.StrEnum):
     embedding = "embedding"
 
 
+class ModelTarget(BaseModel):
+    """One provider serving a model that has several (failover and balancing)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    provider_id: str
+    provider_model_id: str
+    weight: float = Field(default=1.0, gt=0, description="share of the load, relative to the other targets")
+
+
 class ModelResource(Resource):
     type: Literal["model"] = "model"
+    targets: list[ModelTarget] = Field(default_factory=list, description="when set, the providers serving "
+                                       "this model, balanced and failed over (provider_id is the first's)")
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
     guardrails: list[str] = Field(default_factory=list, description="shields every request to this upstream "

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from stackkit.apis.datatypes import Api, ModelType
+from stackkit.apis.datatypes import Api, ModelTarget, ModelType
 from stackkit.errors import ConfigError
 
 DISTRIBUTIONS_DIR = Path(__file__).resolve().parent.parent / "distributions"
@@ -57,6 +57,16 @@ class ModelInput(_Strict):
     model_type: ModelType = ModelType.llm
     metadata: dict[str, Any] = Field(default_factory=dict)
     guardrails: list[str] = Field(default_factory=list, description="shields run around every chat completion")
+    targets: list[ModelTarget] = Field(default_factory=list, description="several providers serving this model: "
+                                       "balanced by least in-flight (weighted), failed over on errors")
+
+    @model_validator(mode="after")
+    def _targets_or_provider(self) -> ModelInput:
+        if self.targets and (self.provider_id is not None or self.provider_model_id is not None):
+            raise ValueError("give either targets or provider_id/provider_model_id, not both")
+        if len(self.targets) == 1:
+            raise ValueError("targets is for two or more providers; name one with provider_id")
+        return self
 
 
 class ShieldInput(_Strict):

@@ -63,6 +63,7 @@ from stackkit.apis.vector_io import (
     VectorStoreIdRequest,
     VectorStoreList,
 )
+from stackkit.core.failover import TargetPool, call_with_failover
 from stackkit.core.guardrails import Guardrails, requested_shields
 from stackkit.core.quotas import Admission, QuotaGate
 from stackkit.core.storage import KVStore
@@ -284,6 +285,7 @@ class InferenceRouter:
         self.completions: CompletionStore | None = None  # set by the Stack: where store: true completions go
         self.quotas: QuotaGate | None = None  # set by the Stack when run.yaml has quotas
         self.telemetry: Telemetry | None = None  # set by the Stack when run.yaml has telemetry
+        self._pools: dict[str, TargetPool] = {}  # models with several targets: their load and health
         self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
         self._floors_version = -1
 
@@ -375,6 +377,16 @@ class InferenceRouter:
         await _finish(admission, call, getattr(result, "usage", None), None)
         return result
 
+    async def _send(self, resource: Resource, impl: Any, method: str, request: Any) -> Any:
+        """The provider's answer; for a model with several targets, the first target's that answers."""
+        if not isinstance(resource, ModelResource) or not resource.targets:
+            return await getattr(impl, method)(request)
+        pool = self._pools.get(resource.identifier)
+        if pool is None or [t.spec for t in pool.targets] != resource.targets:
+            pool = self._pools[resource.identifier] = TargetPool(resource.targets)
+        return await call_with_failover(pool, self.table.providers, request,
+                                        lambda provider, upstream: getattr(provider, method)(upstream))
+
     def _provider_of(self, model: str) -> str:
         try:
             return self.table.resolve(model)[1].provider_id
@@ -395,7 +407,7 @@ class InferenceRouter:
         checked = guard if guard is not None and shields else None
         if checked is not None:
             request = await getattr(checked, f"check_{kind}_input")(shields, request)
-        result = await getattr(impl, method)(request)
+        result = await self._send(resource, impl, method, request)
         if isinstance(result, whole):
             result.model = asked
             result = await getattr(checked, f"check_{kind}_output")(shields, result) if checked else result
@@ -417,7 +429,7 @@ class InferenceRouter:
         asked = request.model
         impl, resource, request = self._upstream(request, ModelType.embedding)
         self._check_fields(impl, resource, request)
-        response: EmbeddingResponse = await impl.embeddings(request)
+        response: EmbeddingResponse = await self._send(resource, impl, "embeddings", request)
         response.model = asked
         return response
 

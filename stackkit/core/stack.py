@@ -179,10 +179,16 @@ class Stack:
         res = self.config.registered_resources
         declared: list[tuple[Api, Resource]] = []
         for i, m in enumerate(res.models):
-            pid = self._provider_for(Api.inference, m.provider_id, ("registered_resources", "models", i))
+            first = m.targets[0] if m.targets else None
+            pid = self._provider_for(Api.inference, first.provider_id if first else m.provider_id,
+                                     ("registered_resources", "models", i))
+            for j, target in enumerate(m.targets[1:], 1):
+                self._provider_for(Api.inference, target.provider_id, ("registered_resources", "models", i,
+                                                                       "targets", j))
             declared.append((Api.inference, ModelResource(
-                identifier=m.model_id, provider_id=pid, provider_resource_id=m.provider_model_id or m.model_id,
-                model_type=m.model_type, metadata=m.metadata, guardrails=m.guardrails,
+                identifier=m.model_id, provider_id=pid,
+                provider_resource_id=first.provider_model_id if first else m.provider_model_id or m.model_id,
+                model_type=m.model_type, metadata=m.metadata, guardrails=m.guardrails, targets=m.targets,
             )))
         for i, s in enumerate(res.shields):
             pid = self._provider_for(Api.safety, s.provider_id, ("registered_resources", "shields", i))
