@@ -207,6 +207,39 @@ class QuotaConfig(_Strict):
                                   "replicas through Redis (atomic); in this process's memory when unset")
 
 
+Action = Literal["create", "read", "update", "delete"]
+_CONDITION = re.compile(r"^(user is owner|user is not owner|resource is unowned|user (not )?in owners \w+)$")
+
+
+class AccessScope(_Strict):
+    """Which requests a rule is about: by principal, action and resource (``kind::id``, with * globs, e.g.
+    ``vector_store::*``; kinds: model, shield, vector_store, file, response, conversation, chat_completion)."""
+
+    principal: str | None = None
+    actions: list[Action] | None = None
+    resource: str | None = None
+
+
+class AccessRule(_Strict):
+    """permit or forbid a scope, when every condition holds; the first rule that matches decides."""
+
+    permit: AccessScope | None = None
+    forbid: AccessScope | None = None
+    when: list[str] = Field(default_factory=list, description="user is owner, user is not owner, resource is "
+                            "unowned, user in owners <attribute>, user not in owners <attribute>")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> AccessRule:
+        if (self.permit is None) == (self.forbid is None):
+            raise ValueError("give exactly one of permit and forbid")
+        for condition in self.when:
+            if not _CONDITION.match(condition):
+                raise ValueError(f"unknown condition {condition!r}: use user is owner, user is not owner, resource "
+                                 "is unowned, user in owners <attribute> or user not in owners <attribute>")
+        return self
+
+
 class TelemetryConfig(_Strict):
     """Traces (OpenTelemetry) and metrics (Prometheus, at /metrics). Nothing is loaded or measured without it."""
 
@@ -237,6 +270,9 @@ class RunConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     quotas: QuotaConfig | None = None
     telemetry: TelemetryConfig | None = None
+    access_policy: list[AccessRule] = Field(default_factory=list, description="who may read, change and delete "
+                                            "which resources; with server.auth and no rules, each principal reaches "
+                                            "what it or its team owns, and what nobody owns")
     safety: dict[str, Any] = Field(default_factory=dict)
     model_refresh_timeout: float = Field(default=5.0, gt=0)
 

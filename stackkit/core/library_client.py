@@ -131,7 +131,7 @@ class AsyncLibraryClient:
     def _operation(self, route: Route) -> Callable[..., Awaitable[Any]]:
         """The route as a coroutine function returning what the implementation returns."""
         assert self.stack is not None and route.api is not None
-        method = getattr(self.stack.impls[route.api], route.name)
+        method = self.stack.operation(route)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             headers = {k.lower(): v for k, v in (kwargs.get("extra_headers") or {}).items()}

@@ -66,6 +66,7 @@ from stackkit.apis.vector_io import (
 from stackkit.core.failover import TargetPool, call_with_failover
 from stackkit.core.guardrails import Guardrails, requested_shields
 from stackkit.core.quotas import Admission, QuotaGate
+from stackkit.core.request_context import current_principal
 from stackkit.core.storage import KVStore
 from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
 from stackkit.core.streams import Stream, aclose
@@ -181,6 +182,11 @@ class ResourceTable:
         return self.providers[resource.provider_id], resource
 
     def _not_found(self, identifier: str) -> NotFoundError:
+        if current_principal.get() is not None:  # callers see only what they may reach: no list of ids here
+            return NotFoundError(
+                f"{_NOUN[self.kind]} '{identifier}' not found. GET /v1/{self.kind}s lists the ones you can use; "
+                f"register it (registered_resources.{self.kind}s in run.yaml or the register endpoint).",
+                code=f"{self.kind}_not_found")
         known = sorted(r.identifier for r in self.all())
         shown = ", ".join(known[:50]) + (f" (and {len(known) - 50} more)" if len(known) > 50 else "")
         return NotFoundError(

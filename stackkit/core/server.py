@@ -180,8 +180,7 @@ async def _read_request(route: Route, http: Request) -> BaseModel:
     return build_request(route, data)
 
 
-def make_endpoint(route: Route, impl: Any) -> Endpoint:
-    method = getattr(impl, route.name)
+def make_endpoint(route: Route, method: Callable[[Any], Awaitable[Any]]) -> Endpoint:
     where = f"{route.method} {route.path}"
 
     async def endpoint(http: Request) -> Response:
@@ -228,7 +227,7 @@ def create_app(stack: Stack) -> Starlette:
     http_routes = []
     for route in routes:
         assert route.api is not None
-        http_routes.append(HTTPRoute(route.path, make_endpoint(route, stack.impls[route.api]),
+        http_routes.append(HTTPRoute(route.path, make_endpoint(route, stack.operation(route)),
                                      methods=[route.method], name=route.name))
     spec_body = orjson.dumps(openapi_spec(routes, version()))
 

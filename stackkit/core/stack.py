@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stackkit.apis.datatypes import (
@@ -14,6 +15,7 @@ from stackkit.apis.datatypes import (
     EmptyRequest,
     ModelResource,
     Resource,
+    Route,
     ShieldResource,
     VectorStoreResource,
 )
@@ -27,6 +29,7 @@ from stackkit.apis.inspect import (
     VersionInfo,
 )
 from stackkit.apis.protocols import route_table
+from stackkit.core.access import AccessControl
 from stackkit.core.arena import ArenaService
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
@@ -71,6 +74,7 @@ class Stack:
         self.state_lock: StateLock | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.quota_store: QuotaStore | None = None
+        self.access: AccessControl | None = None
         self.telemetry = Telemetry(config.telemetry) if config.telemetry is not None else None
 
     @classmethod
@@ -144,6 +148,9 @@ class Stack:
                                                   self.impls.get(Api.vector_io), self.impls[Api.tool_runtime],
                                                   self.impls[Api.models])
         self.impls[Api.inspect] = StackInspector(self)
+        if self.config.server.auth is not None or self.config.access_policy:
+            self.access = AccessControl(open_sqldb(self.config, "access"), self.config.access_policy, self.impls,
+                                        list(route_table()))
         self.impls[Api.arena] = ArenaService(self.kvstore, self.impls[Api.models])
 
     def _instrument(self, sessions: McpSessions) -> None:
@@ -158,6 +165,12 @@ class Stack:
         completions = self.impls.get(Api.stored_completions)
         if isinstance(completions, CompletionStore):
             self.telemetry.watch_queue("stored_completions", completions.queue_depth)
+
+    def operation(self, route: Route) -> Callable[[Any], Awaitable[Any]]:
+        """The implementation of `route`, behind the access policy when one is on (both transports call this)."""
+        assert route.api is not None
+        method: Callable[[Any], Awaitable[Any]] = getattr(self.impls[route.api], route.name)
+        return self.access.guard(route, method) if self.access is not None else method
 
     def served_apis(self) -> list[Api]:
         apis = {a for a in self.config.apis if a in ROUTED_APIS} | {p.api for p in self.providers} | {Api.inference}

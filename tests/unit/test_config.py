@@ -185,8 +185,14 @@ def test_starter_loads_with_no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     plan(config)
 
 
-def test_unimplemented_sections_are_rejected_not_ignored() -> None:
-    with pytest.raises(ConfigError, match="remove 'telemetry'"):
+def test_unknown_fields_are_rejected_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="remove 'exporter'"):  # telemetry takes traces:, not exporter:
         cfg("telemetry: {exporter: otlp}\n")
-    with pytest.raises(ConfigError, match=r"server\.auth"):  # API keys only: OIDC is not built yet
+    with pytest.raises(ConfigError, match=r"server\.auth"):  # api_keys and oidc, not Llama Stack's provider:
         cfg("server: {auth: {provider: oauth2}}\n")
+    with pytest.raises(ConfigError, match="give api_keys, oidc or both"):
+        cfg("server: {auth: {}}\n")
+    with pytest.raises(ConfigError, match="unknown condition"):
+        cfg("access_policy: [{permit: {actions: [read]}, when: [user is admin]}]\n")
+    with pytest.raises(ConfigError, match="set requests_per_minute"):
+        cfg("quotas: {rules: [{principal: bob}]}\n")
