@@ -33,12 +33,12 @@ from stackkit.core.access import AccessControl
 from stackkit.core.arena import ArenaService
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.guardrails import Guardrails
+from stackkit.core.inference_router import InferenceRouter
 from stackkit.core.quotas import QuotaGate, QuotaStore, open_quota_store
 from stackkit.core.redact import redact_config
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
 from stackkit.core.responses import ResponsesService
 from stackkit.core.routing import (
-    InferenceRouter,
     ModelsTable,
     ResourceTable,
     SafetyRouter,
