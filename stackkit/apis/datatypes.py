@@ -129,6 +129,7 @@ class ModelResource(Resource):
     guardrails: list[str] = Field(default_factory=list, description="shields every request to this upstream "
                                   "model runs through (the operator's floor; requests may add, not remove)")
     source: Literal["registered", "listed"] = "registered"
+    response_cache: bool = False
 
 
 class ShieldResource(Resource):

@@ -59,6 +59,8 @@ class ModelInput(_Strict):
     guardrails: list[str] = Field(default_factory=list, description="shields run around every chat completion")
     targets: list[ModelTarget] = Field(default_factory=list, description="several providers serving this model: "
                                        "balanced by least in-flight (weighted), failed over on errors")
+    response_cache: bool = Field(default=False, description="answer repeated identical requests at temperature 0 "
+                                 "from the response cache (needs response_cache: in run.yaml)")
 
     @model_validator(mode="after")
     def _targets_or_provider(self) -> ModelInput:
@@ -240,6 +242,16 @@ class AccessRule(_Strict):
         return self
 
 
+class ResponseCacheConfig(_Strict):
+    """Exact-match answers for repeated chat completions: for models with response_cache: true, or requests
+    that ask (``cache: true``); never for temperature > 0 unless the request asks."""
+
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://", description="shared by replicas; in "
+                                  "this process's memory when unset")
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=10_000, ge=1, description="memory backend: least recently used go first")
+
+
 class TelemetryConfig(_Strict):
     """Traces (OpenTelemetry) and metrics (Prometheus, at /metrics). Nothing is loaded or measured without it."""
 
@@ -270,6 +282,7 @@ class RunConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     quotas: QuotaConfig | None = None
     telemetry: TelemetryConfig | None = None
+    response_cache: ResponseCacheConfig | None = None
     access_policy: list[AccessRule] = Field(default_factory=list, description="who may read, change and delete "
                                             "which resources; with server.auth and no rules, each principal reaches "
                                             "what it or its team owns, and what nobody owns")

@@ -26,6 +26,7 @@ from stackkit.apis.inference import (
 from stackkit.core.failover import TargetPool, call_with_failover
 from stackkit.core.guardrails import Guardrails, requested_shields
 from stackkit.core.quotas import Admission, QuotaGate
+from stackkit.core.response_cache import ResponseCache, cache_status, caching, replay
 from stackkit.core.routing import ResourceTable
 from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
 from stackkit.core.streams import Stream, aclose
@@ -47,6 +48,7 @@ class InferenceRouter:
         self.quotas: QuotaGate | None = None  # set by the Stack when run.yaml has quotas
         self.telemetry: Telemetry | None = None  # set by the Stack when run.yaml has telemetry
         self._pools: dict[str, TargetPool] = {}  # models with several targets: their load and health
+        self.cache: ResponseCache | None = None  # set by the Stack when run.yaml has response_cache
         self._floors: dict[tuple[str, str], tuple[str, ...]] = {}
         self._floors_version = -1
 
@@ -107,8 +109,38 @@ class InferenceRouter:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        return await self._model_call(  # type: ignore[no-any-return]
+        key = self.cache.key(request, self._cached_by_default(request.model)) if self.cache is not None else None
+        if key is not None and self.cache is not None:
+            hit = await self.cache.get(key)
+            self._count_cache("hit" if hit is not None else "miss")
+            if hit is not None:
+                if not request.stream:
+                    return hit
+                options = request.stream_options
+                return replay(hit, options is not None and bool(options.include_usage))
+        hide_usage = False
+        if key is not None and request.stream:  # the cached answer keeps its usage, asked for or not
+            hide_usage = request.stream_options is None or not request.stream_options.include_usage
+            request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+        result = await self._model_call(
             request, lambda r: self._generate(r, "chat_completion", ChatCompletion, "chat"), "chat")
+        if key is not None and self.cache is not None:
+            if hasattr(result, "__anext__"):
+                return caching(result, self.cache, key, request.model, hide_usage)
+            await self.cache.put(key, result)
+        return result  # type: ignore[no-any-return]
+
+    def _cached_by_default(self, model: str) -> bool:
+        try:
+            resource = self.table.resolve(model)[1]
+        except StackkitError:
+            return False
+        return isinstance(resource, ModelResource) and resource.response_cache
+
+    def _count_cache(self, result: str) -> None:
+        cache_status.set(result)
+        if self.telemetry is not None and self.telemetry.metrics is not None:
+            self.telemetry.metrics["cache"].labels(result).inc()
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         return await self._model_call(  # type: ignore[no-any-return]

@@ -43,6 +43,7 @@ from stackkit.core.dispatch import build_request, build_request_json, wants_stre
 from stackkit.core.middleware import GatewayMiddleware
 from stackkit.core.openapi import openapi_spec
 from stackkit.core.request_context import PROVIDER_DATA_HEADER, Principal, parse_provider_data, provider_data
+from stackkit.core.response_cache import cache_status
 from stackkit.core.stack import Stack, version
 from stackkit.core.streams import aclose
 from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
@@ -78,8 +79,9 @@ class SSEResponse(Response):
     even when the client left before the first byte. Every step runs in `context`, the request's."""
 
     def __init__(self, stream: AsyncIterator[BaseModel], where: str, context: contextvars.Context,
-                 framing: str = "data") -> None:
+                 framing: str = "data", extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.framing = framing
+        self.start_headers = [*_SSE_HEADERS, *(extra_headers or [])]
         self.status_code = 200
         self.background = None
         self.stream = stream
@@ -106,7 +108,7 @@ class SSEResponse(Response):
 
     async def _write(self, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
             events = self.framing == "event"
             async for chunk in self.stream:
                 head = b"event: " + chunk.type.encode() + b"\ndata: " if events else b"data: "  # type: ignore[attr-defined]
@@ -191,11 +193,14 @@ def make_endpoint(route: Route, method: Callable[[Any], Awaitable[Any]]) -> Endp
                 token = provider_data.set(parse_provider_data(raw))
             request = await _read_request(route, http)
             result = await method(request)
+            cached = cache_status.get()
+            headers = {"x-stackkit-cache": cached} if cached is not None else None
             if wants_stream(route, request):
-                return SSEResponse(result, where, contextvars.copy_context(), route.framing)
+                return SSEResponse(result, where, contextvars.copy_context(), route.framing,
+                                   [(b"x-stackkit-cache", cached.encode())] if cached is not None else None)
             if isinstance(result, bytes):
-                return Response(result, media_type="application/octet-stream")
-            return Response(to_json(result), media_type=_JSON)
+                return Response(result, media_type="application/octet-stream", headers=headers)
+            return Response(to_json(result), media_type=_JSON, headers=headers)
         except StackkitError as exc:
             return error_response(exc)
         except Exception as exc:  # noqa: BLE001 - never a bare 500 with a traceback

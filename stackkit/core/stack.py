@@ -37,6 +37,7 @@ from stackkit.core.inference_router import InferenceRouter
 from stackkit.core.quotas import QuotaGate, QuotaStore, open_quota_store
 from stackkit.core.redact import redact_config
 from stackkit.core.resolver import PlannedProvider, create_provider, plan
+from stackkit.core.response_cache import ResponseCache
 from stackkit.core.responses import ResponsesService
 from stackkit.core.routing import (
     ModelsTable,
@@ -131,6 +132,8 @@ class Stack:
         self.impls[Api.stored_completions] = completions
         if isinstance(self.impls[Api.inference], InferenceRouter):
             self.impls[Api.inference].completions = completions
+            if self.config.response_cache is not None:
+                self.impls[Api.inference].cache = ResponseCache(self.config.response_cache)
             if self.config.quotas is not None:
                 self.quota_store = open_quota_store(self.config.quotas)
                 self.impls[Api.inference].quotas = QuotaGate(self.config.quotas, self.quota_store)
@@ -202,6 +205,7 @@ class Stack:
                 identifier=m.model_id, provider_id=pid,
                 provider_resource_id=first.provider_model_id if first else m.provider_model_id or m.model_id,
                 model_type=m.model_type, metadata=m.metadata, guardrails=m.guardrails, targets=m.targets,
+                response_cache=m.response_cache,
             )))
         for i, s in enumerate(res.shields):
             pid = self._provider_for(Api.safety, s.provider_id, ("registered_resources", "shields", i))
@@ -291,6 +295,9 @@ class Stack:
             await self.quota_store.close()
         if self.telemetry is not None:
             await self.telemetry.shutdown()
+        inference = self.impls.get(Api.inference)
+        if isinstance(inference, InferenceRouter) and inference.cache is not None:
+            await inference.cache.backend.close()
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()

@@ -81,7 +81,7 @@ def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def _whole(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
+def whole(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
     """The completion a finished stream amounts to (text, refusals and tool calls merged per choice)."""
     choices: dict[int, dict[str, Any]] = {}
     usage = None
@@ -119,7 +119,7 @@ def stored_stream(stream: AsyncIterator[ChatCompletionChunk], request: ChatCompl
             seen.append(chunk)
             yield chunk
         if seen:
-            await store.record(request, _whole(seen, model), metadata)
+            await store.record(request, whole(seen, model), metadata)
 
     return Stream(relay(), lambda: aclose(stream))
 

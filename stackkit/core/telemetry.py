@@ -146,6 +146,7 @@ class Telemetry:
             "tokens": Counter("stackkit_tokens", "tokens used", ["model", "provider", "principal", "kind"],
                               registry=r),
             "queue": Gauge("stackkit_queue_depth", "rows waiting in a write queue", ["queue"], registry=r),
+            "cache": Counter("stackkit_response_cache", "response cache lookups", ["result"], registry=r),
         }
 
     def watch_queue(self, name: str, depth: Callable[[], float]) -> None:
