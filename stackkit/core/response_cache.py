@@ -107,7 +107,7 @@ class ResponseCache:
         extra = request.model_extra if request.model_extra is not None else {}
         asked = extra.pop("cache", None)
         if asked is not None and not isinstance(asked, bool):
-            raise InvalidRequestError("cache must be true or false.", param="cache")
+            raise InvalidRequestError("Send cache as true or false.", param="cache")
         if asked is False or (asked is None and not model_default):
             return None
         if asked is None and (request.temperature is None or request.temperature > 0):

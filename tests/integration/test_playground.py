@@ -216,6 +216,7 @@ def test_untrusted_text_stays_inert(ui: Page, live: LiveServer, mcp_url: str) ->
     page.click("[data-view=documents]")
     page.fill("[aria-label='store name']", '<img src=x onerror="window.__xss=6">')
     page.click("#view-documents button:has-text('Create')")
+    page.wait_for_selector("[aria-label='upload files']:enabled")  # the new store is selected
     page.set_input_files("[aria-label='upload files']", files=[{
         "name": '<img src=x onerror="window.__xss=7">.txt', "mimeType": "text/plain", "buffer": b"harmless"}])
     row = page.locator("#view-documents .files li").first
@@ -279,6 +280,7 @@ def test_documents_upload_a_pdf_search_it_and_cite_it(ui: Page, tmp_path: Path) 
     page.fill("[aria-label='store name']", "handbook")
     page.click("#view-documents button:has-text('Create')")
     page.wait_for_selector("#view-documents h2:has-text('handbook')")
+    page.wait_for_selector("[aria-label='upload files']:enabled")
     page.set_input_files("[aria-label='upload files']", str(pdf))
     row = page.locator("#view-documents .files li", has_text="launch-plan.pdf")
     row.locator(".state.completed, .state.failed").wait_for()
@@ -419,7 +421,9 @@ def test_first_load_is_small(ui: Page) -> None:
     ui.open()
     assets = {u: n for u, n in sizes.items() if "/playground" in u}
     assert len(assets) >= 10 and sum(sizes.values()) < 300_000, sizes
-    print(f"first load: {len(sizes)} responses, {sum(sizes.values())} bytes")
+    # reported, not asserted (timing budgets are for bench/bench_playground.py, which repeats it 20 times)
+    interactive_ms = ui.page.evaluate("performance.now()")
+    print(f"first load: {len(sizes)} responses, {sum(sizes.values())} bytes, interactive by {interactive_ms:.0f} ms")
 
 
 def _sha(key: str) -> str:

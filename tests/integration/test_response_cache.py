@@ -65,7 +65,7 @@ def test_repeats_are_answered_from_the_cache(tmp_path: Path) -> None:
         assert _ask(alice, "plain", temperature=0)[0] is None  # the model does not cache by default
         assert _ask(alice, "plain", temperature=0, extra_body={"cache": True})[0] == "miss"
         assert _ask(alice, temperature=0, max_tokens=2)[0] == "miss"  # another request, another answer
-        with pytest.raises(openai.BadRequestError, match="cache must be true or false"):
+        with pytest.raises(openai.BadRequestError, match="Send cache as true or false"):
             _ask(alice, extra_body={"cache": "yes"})
 
 

@@ -86,6 +86,7 @@ export function mountDocuments(view, shared) {
   }
 
   picker.addEventListener("change", async () => {
+    if (!current) return;  // (the picker is enabled only once a store is selected)
     const chosen = [...picker.files];
     picker.value = "";
     await Promise.all(chosen.map(ingest));
