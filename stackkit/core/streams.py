@@ -49,6 +49,10 @@ class Stream(AsyncIterator[T]):
             raise StopAsyncIteration
         return await self._source.__anext__()
 
+    async def close(self) -> None:
+        """The openai SDK's name for it (``await stream.close()`` on an AsyncStream)."""
+        await self.aclose()
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -18,6 +18,15 @@ def available_providers() -> list[ProviderSpec]:
         ),
         ProviderSpec(
             api=Api.inference,
+            provider_type="inline::llama-cpp",
+            module="stackkit.providers.inline.llama_cpp",
+            config_class="stackkit.providers.inline.llama_cpp.LlamaCppConfig",
+            pip_packages=("llama-cpp-python",),
+            extra="llama-cpp",
+            description="A GGUF model on the CPU through llama.cpp, several requests decoded in one context.",
+        ),
+        ProviderSpec(
+            api=Api.inference,
             provider_type="inline::vllm",
             module="stackkit.providers.inline.vllm",
             config_class="stackkit.providers.inline.vllm.VLLMEngineConfig",

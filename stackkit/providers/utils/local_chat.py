@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from stackkit.apis.inference import (
@@ -244,5 +244,71 @@ def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider:
                                   "can.", param="response_format")
 
 
+async def until_stop(texts: AsyncIterator[str], stops: list[str], on_stop: Callable[[], None]
+                     ) -> AsyncIterator[str]:
+    """`texts` as they come, cut at the first stop string; text that may still turn out to begin one is held
+    back until it cannot. `on_stop()` when a stop string ended the output."""
+    text, sent = "", 0
+    hold = max((len(s) for s in stops), default=1) - 1
+    async for piece in texts:
+        text += piece
+        cut = min((i for i in (text.find(s, sent) for s in stops) if i >= 0), default=-1)
+        if cut >= 0:
+            on_stop()
+            if cut > sent:
+                yield text[sent:cut]
+            return
+        if len(text) - hold > sent:
+            yield text[sent:len(text) - hold]
+            sent = len(text) - hold
+    if len(text) > sent:
+        yield text[sent:]
+
+
 def stops_of(stop: str | list[str] | None) -> list[str]:
     return [] if stop is None else [s for s in ([stop] if isinstance(stop, str) else stop) if s]
+
+
+# ---- constrained output: the JSON schema a request's output must follow ---------------------------
+
+
+def request_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    """The JSON schema a chat request's output must follow, or None when it is free text."""
+    tools = request.tools or []
+    choice = request.tool_choice
+    if tools and (choice == "required" or isinstance(choice, NamedToolChoice)):
+        named = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        chosen = [t for t in tools if named is None or t.function.name == named]
+        if not chosen:
+            raise InvalidRequestError(f"tool_choice names '{named}', which is not among the tools; name one of "
+                                      "them.", param="tool_choice")
+        calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+                  "properties": {"name": {"const": t.function.name},
+                                 "arguments": closed(t.function.parameters or {"type": "object"})}} for t in chosen]
+        return calls[0] if len(calls) == 1 else {"anyOf": calls}
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "object"}
+    schema = fmt.json_schema.schema_  # type: ignore[union-attr]
+    return schema if schema else {"type": "object"}
+
+
+def closed(schema: Any) -> Any:
+    """A tool's parameter schema with objects closed where it leaves them open (as OpenAI's strict function
+    calling does): a forced call gets the parameters the function declares, not invented extra ones."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed(v) if k in ("items", "anyOf", "oneOf", "allOf", "prefixItems") else v for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: closed(v) for k, v in schema["properties"].items()}
+    if isinstance(schema.get("properties"), dict) or schema.get("type") == "object":
+        out.setdefault("additionalProperties", False)  # {"type": "object"} alone: a function without parameters
+    return out
+
+
+def schema_param(request: ChatCompletionRequest) -> str:
+    return "tools" if request.tools and request.tool_choice not in (None, "auto", "none") else "response_format"

@@ -32,7 +32,7 @@ from stackkit.apis.inference import (
     ProviderModel,
 )
 from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
-from stackkit.providers.inline.transformers.grammar import Grammars, request_schema, schema_param
+from stackkit.providers.inline.transformers.grammar import Grammars
 from stackkit.providers.utils.loading import Loading
 from stackkit.providers.utils.local_chat import (
     chat_chunks,
@@ -41,7 +41,10 @@ from stackkit.providers.utils.local_chat import (
     completion_chunks,
     completion_response,
     render_prompt,
+    request_schema,
+    schema_param,
     stops_of,
+    until_stop,
 )
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
@@ -265,10 +268,15 @@ class _TextStream:
         return str(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
 
     async def pieces(self) -> AsyncIterator[str]:
-        """Text as it is generated, decoded incrementally (a window of recent tokens, not the whole output)."""
-        text = ""  # everything decoded so far that may be sent
-        sent = 0
-        hold = max((len(s) for s in self.stops), default=1) - 1  # text that may still become a stop string
+        """Text as it is generated, with stop strings applied."""
+        async for piece in until_stop(self._decoded(), self.stops, self._stopped):
+            yield piece
+
+    def _stopped(self) -> None:
+        self.stopped_by_string = True
+
+    async def _decoded(self) -> AsyncIterator[str]:
+        """The tokens decoded incrementally (a window of recent tokens, not the whole output)."""
         prefix, read = 0, 0  # tokens[prefix:read] were decoded last time, to give later tokens their context
         tokens = self.generation.tokens()
         try:
@@ -278,19 +286,8 @@ class _TextStream:
                 after = self.tokenizer.decode(self.tokens[prefix:], skip_special_tokens=True)
                 if len(after) <= len(before) or after.endswith("\ufffd"):
                     continue  # half a character so far
-                text += after[len(before):]
                 prefix, read = read, len(self.tokens)
-                cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    self.stopped_by_string = True
-                    if cut > sent:
-                        yield text[sent:cut]
-                    return
-                if len(text) - hold > sent:
-                    yield text[sent:len(text) - hold]
-                    sent = len(text) - hold
-            if len(text) > sent:
-                yield text[sent:]
+                yield after[len(before):]
         finally:
             await tokens.aclose()
 

@@ -17,48 +17,9 @@ import threading
 import warnings
 from typing import Any
 
-from stackkit.apis.inference import ChatCompletionRequest, NamedToolChoice
 from stackkit.errors import InvalidRequestError, MissingPackageError
 
 COMPACT = {"whitespace_flexible": False}  # no runs of spaces or newlines for a small model to get lost in
-
-
-def request_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
-    """The JSON schema a chat request's output must follow, or None when it is free text."""
-    tools = request.tools or []
-    choice = request.tool_choice
-    if tools and (choice == "required" or isinstance(choice, NamedToolChoice)):
-        named = choice.function.name if isinstance(choice, NamedToolChoice) else None
-        chosen = [t for t in tools if named is None or t.function.name == named]
-        if not chosen:
-            raise InvalidRequestError(f"tool_choice names '{named}', which is not among the tools; name one of "
-                                      "them.", param="tool_choice")
-        calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                  "properties": {"name": {"const": t.function.name},
-                                 "arguments": closed(t.function.parameters or {"type": "object"})}} for t in chosen]
-        return calls[0] if len(calls) == 1 else {"anyOf": calls}
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return {"type": "object"}
-    schema = fmt.json_schema.schema_  # type: ignore[union-attr]
-    return schema if schema else {"type": "object"}
-
-
-def closed(schema: Any) -> Any:
-    """A tool's parameter schema with objects closed where it leaves them open (as OpenAI's strict function
-    calling does): a forced call gets the parameters the function declares, not invented extra ones."""
-    if isinstance(schema, list):
-        return [closed(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: closed(v) if k in ("items", "anyOf", "oneOf", "allOf", "prefixItems") else v for k, v in schema.items()}
-    if isinstance(schema.get("properties"), dict):
-        out["properties"] = {k: closed(v) for k, v in schema["properties"].items()}
-    if isinstance(schema.get("properties"), dict) or schema.get("type") == "object":
-        out.setdefault("additionalProperties", False)  # {"type": "object"} alone: a function without parameters
-    return out
 
 
 class Grammars:
@@ -97,7 +58,3 @@ class Grammars:
             raise InvalidRequestError(f"the JSON schema cannot be enforced: {matcher.get_error()}; fix the schema.",
                                       param=param)
         return matcher
-
-
-def schema_param(request: ChatCompletionRequest) -> str:
-    return "tools" if request.tools and request.tool_choice not in (None, "auto", "none") else "response_format"

@@ -1,0 +1,249 @@
+"""inline::llama-cpp — GGUF models on the CPU at llama.cpp's speed (llama-cpp-python), several requests
+decoded together in one context (engine.py).
+
+Chat (the model's own chat template, from the GGUF; tools through it, or the documented fallback prompt for
+templates that render none), completions, streaming, stop strings, seed, temperature, top_p, max_tokens and
+usage. ``response_format`` json_schema / json_object and forced tool calls (``tool_choice`` required or a
+named tool) are enforced with a GBNF grammar made from the JSON schema (llama.cpp's own converter), one per
+sequence. The model loads in the background; the server is healthy at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import Field
+
+from stackkit.apis.datatypes import Api, ProviderConfigBase
+from stackkit.apis.inference import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ProviderModel,
+)
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.providers.inline.llama_cpp.engine import LlamaEngine, Sequence
+from stackkit.providers.utils.loading import Loading
+from stackkit.providers.utils.local_chat import (
+    chat_chunks,
+    chat_response,
+    check_sampling,
+    completion_chunks,
+    completion_response,
+    render_prompt,
+    request_schema,
+    schema_param,
+    stops_of,
+    until_stop,
+)
+from stackkit.providers.utils.model_cache import default_model_id, resolve
+
+
+class LlamaCppConfig(ProviderConfigBase):
+    model: str = Field(default="smollm2-135m-instruct", description="a .gguf file or a packaged model name")
+    model_id: str | None = Field(default=None, description="the id it is served as (default: from the file)")
+    n_ctx: int = Field(default=2048, ge=64, description="context length of each sequence")
+    max_sequences: int = Field(default=8, ge=1, le=64, description="requests decoded together")
+    n_batch: int = Field(default=512, ge=8, description="tokens per llama_decode (prompts are fed in pieces)")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: every core)")
+    default_max_tokens: int = Field(default=512, ge=1)
+
+    @classmethod
+    def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
+        return {"model": "${env.LLAMA_CPP_MODEL:=smollm2-135m-instruct}"}
+
+
+class _Template:
+    """The GGUF's chat template, rendered as transformers renders one (the shape render_prompt expects)."""
+
+    def __init__(self, engine: LlamaEngine) -> None:
+        self.chat_template = engine.chat_template
+        self.engine = engine
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], tools: Any = None, add_generation_prompt: bool = True,
+                            tokenize: bool = False) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        assert self.chat_template is not None
+        formatter = Jinja2ChatFormatter(self.chat_template, eos_token=self.engine.eos, bos_token=self.engine.bos,
+                                        add_generation_prompt=add_generation_prompt)
+        return str(formatter(messages=messages, tools=tools).prompt)  # type: ignore[arg-type]
+
+
+def _load(config: LlamaCppConfig) -> LlamaEngine:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        raise MissingPackageError("llama_cpp", "llama-cpp") from exc
+    source = resolve(config.model)
+    if source.gguf_file is None:
+        raise ConfigError(f"inline::llama-cpp loads GGUF files; {config.model!r} is not one. Point model at a "
+                          ".gguf file or a packaged model name.")
+    return LlamaEngine(os.path.join(source.directory, source.gguf_file), config.n_ctx, config.max_sequences,
+                       config.n_batch, config.n_threads or os.cpu_count() or 1)
+
+
+class LlamaCppInference:
+    """A GGUF model served by llama.cpp with several requests decoded together."""
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self.model_id = config.model_id or default_model_id(config.model)
+        self.loading: Loading[LlamaEngine] = Loading(self.model_id, lambda: _load(config))
+
+    async def health(self) -> dict[str, Any]:
+        return self.loading.status()
+
+    async def list_provider_models(self) -> list[ProviderModel]:
+        await self.loading.get()
+        return [ProviderModel(provider_model_id=self.model_id,
+                              metadata={"context_length": self.config.n_ctx, "source": self.config.model,
+                                        "engine": "llama.cpp"})]
+
+    async def shutdown(self) -> None:
+        await self.loading.wait()
+        if self.loading.done:
+            try:
+                await asyncio.to_thread((await self.loading.get()).stop)
+            except StackkitError:
+                pass
+
+    def _check_model(self, model: str) -> None:
+        if model not in (self.model_id, self.config.model):
+            raise NotFoundError(f"inline::llama-cpp serves '{self.model_id}', not '{model}'; use that id.",
+                                code="model_not_found")
+
+    def _start(self, engine: LlamaEngine, prompt: list[int], request: ChatCompletionRequest | CompletionRequest,
+               stops: list[str], grammar: str | None = None) -> _Text:
+        check_sampling(request, "inline::llama-cpp", constrains=True)
+        room = self.config.n_ctx - len(prompt)
+        if room <= 0:
+            raise InvalidRequestError(f"The prompt is {len(prompt)} tokens, over this model's context of "
+                                      f"{self.config.n_ctx} tokens by {1 - room} (one token must be left to "
+                                      "generate). Shorten the messages, or raise n_ctx.",
+                                      param="messages", code="context_length_exceeded")
+        wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
+        sequence = Sequence(prompt=prompt, max_tokens=min(wanted, room), grammar=grammar,
+                            temperature=1.0 if request.temperature is None else request.temperature,
+                            top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
+        engine.submit(sequence)
+        return _Text(sequence, stops)
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        self._check_model(request.model)
+        engine = await self.loading.get()
+        prompt = render_prompt(_Template(engine), request)
+        schema = request_schema(request)
+        grammar = None if schema is None else await asyncio.to_thread(_gbnf, schema, schema_param(request))
+        gen = self._start(engine, engine.tokenize(prompt, chat=True), request, request.stop_list(), grammar)
+        return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
+
+    async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
+        self._check_model(request.model)
+        if not isinstance(request.prompt, str):
+            raise InvalidRequestError("inline::llama-cpp takes one string prompt; send `prompt` as a string.",
+                                      param="prompt")
+        engine = await self.loading.get()
+        gen = self._start(engine, engine.tokenize(request.prompt, chat=False), request, stops_of(request.stop))
+        return completion_chunks(gen, request) if request.stream else await completion_response(gen, request)
+
+    async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        raise InvalidRequestError("inline::llama-cpp serves chat models; serve embedding models with "
+                                  "inline::sentence-transformers.", param="model")
+
+
+_RANGE_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+MAX_ENUMERATED = 2048
+
+
+def bounded(schema: Any, param: str) -> Any:
+    """`schema` with bounded numbers written as the integers they allow: llama.cpp's Python JSON-schema
+    converter ignores minimum/maximum, and an enum is what its grammar can enforce. A bounded `number`
+    becomes the integers within its bounds (valid answers, if not every valid answer); bounds it cannot
+    turn into a short list are a 400, never silently not enforced."""
+    if isinstance(schema, list):
+        return [bounded(s, param) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded(v, param) if isinstance(v, dict | list) and k != "enum" and k != "const" else v
+           for k, v in schema.items()}
+    if not any(k in schema for k in _RANGE_KEYS) or schema.get("type") not in ("integer", "number"):
+        return out
+    lows = [math.ceil(schema[k]) for k in ("minimum",) if k in schema] + \
+        [math.floor(schema[k]) + 1 for k in ("exclusiveMinimum",) if k in schema]
+    highs = [math.floor(schema[k]) for k in ("maximum",) if k in schema] + \
+        [math.ceil(schema[k]) - 1 for k in ("exclusiveMaximum",) if k in schema]
+    low, high = (max(lows), min(highs)) if lows and highs else (0, -1)
+    if not (lows and highs) or high - low >= MAX_ENUMERATED or high < low:
+        raise InvalidRequestError(f"inline::llama-cpp can enforce a number's minimum/maximum only as a list of at "
+                                  f"most {MAX_ENUMERATED} integers with both bounds set; set both bounds, or use "
+                                  "inline::transformers (llguidance), which enforces any range.", param=param)
+    for key in (*_RANGE_KEYS, "type"):
+        out.pop(key, None)
+    out["enum"] = list(range(low, high + 1))
+    return out
+
+
+def _gbnf(schema: dict[str, Any], param: str) -> str:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema = bounded(schema, param)
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises plain exceptions for what it cannot do
+        raise InvalidRequestError(f"the JSON schema cannot be enforced by llama.cpp's grammar: {exc}; remove what "
+                                  "it cannot express, or use inline::transformers (llguidance).", param=param) from None
+
+
+class _Text:
+    """A sequence's text with stop strings applied (the TextGeneration local_chat assembles answers from)."""
+
+    def __init__(self, sequence: Sequence, stops: list[str]) -> None:
+        self.sequence = sequence
+        self.prompt_tokens = len(sequence.prompt)
+        self.stops = stops
+        self.stopped_by_string = False
+
+    @property
+    def finish_reason(self) -> str:
+        return "stop" if self.stopped_by_string else self.sequence.finish_reason
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.sequence.generated
+
+    async def close(self) -> None:
+        self.sequence.cancelled = True
+
+    async def text(self) -> str:
+        return "".join([piece async for piece in self.pieces()])
+
+    async def pieces(self) -> AsyncIterator[str]:
+        texts = self.sequence.texts()
+        try:
+            async for piece in until_stop(texts, self.stops, self._stopped):
+                yield piece
+        finally:
+            await texts.aclose()
+
+    def _stopped(self) -> None:
+        self.stopped_by_string = True
+
+
+async def create(config: LlamaCppConfig, deps: dict[Api, Any]) -> LlamaCppInference:
+    path = os.path.expanduser(config.model)
+    if (config.model.startswith((".", "/", "~")) or config.model.endswith(".gguf")) and not os.path.exists(path):
+        raise ConfigError(f"inline::llama-cpp: model {config.model!r} does not exist. Point LLAMA_CPP_MODEL (or "
+                          "config.model) at a .gguf file or a packaged model name.")
+    return LlamaCppInference(config)  # loads in the background

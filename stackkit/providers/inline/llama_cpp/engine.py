@@ -1,0 +1,258 @@
+"""Several sequences decoded together in one llama.cpp context, on one worker thread.
+
+The context holds `max_sequences` sequences (llama.cpp's n_seq_max, each with n_ctx tokens of KV cache).
+Each step puts into one llama_batch the next token of every decoding sequence and as much as fits of the
+prompts being prefilled, runs one llama_decode, then samples each sequence that has logits with its own
+sampler chain (its temperature, top_p and seed; a GBNF grammar when its output must be JSON). A sequence
+that finishes or whose caller left frees its slot at once, its KV cache cleared; requests beyond the
+slots wait for one. Text goes back to each caller's event loop as it is decoded (UTF-8 completed across
+token boundaries); the event loop never waits on llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("stackkit.llama_cpp")
+_END = object()
+
+
+@dataclass
+class Sequence:
+    """One request: its prompt, sampling, and the channel its text goes back on."""
+
+    prompt: list[int]
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    grammar: str | None = None  # GBNF the output must follow
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    generated: int = 0
+    finish_reason: str = "length"
+    # worker-thread state
+    slot: int = -1
+    fed: int = 0  # prompt tokens in the KV cache
+    last: int = -1  # the token sampled last, fed in the next step
+    logits_at: int = -1  # this step's batch index whose logits are this sequence's
+    sampler: Any = None
+    decoder: Any = None
+
+    def emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    async def texts(self) -> Any:
+        """Yield text as it is decoded; cancel the sequence if the consumer goes away."""
+        try:
+            while True:
+                item = await self.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.cancelled = True
+
+
+class LlamaEngine:
+    """A loaded GGUF model and its decode thread."""
+
+    def __init__(self, path: str, n_ctx: int, max_sequences: int, n_batch: int, n_threads: int) -> None:
+        import llama_cpp as lib
+
+        self.lib = lib
+        lib.llama_backend_init()
+        _quiet(lib)
+        self.model = lib.llama_model_load_from_file(path.encode(), lib.llama_model_default_params())
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {path}")
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        params = lib.llama_context_default_params()
+        params.n_ctx, params.n_seq_max = n_ctx * max_sequences, max_sequences
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_threads = params.n_threads_batch = n_threads
+        self.ctx = lib.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context; lower n_ctx or max_sequences")
+        self.n_ctx, self.n_batch = n_ctx, n_batch
+        self.batch = lib.llama_batch_init(n_batch, 0, max_sequences)
+        self.free = list(range(max_sequences))
+        self.pending: queue.Queue[Sequence] = queue.Queue()
+        self.active: list[Sequence] = []
+        self.wake = threading.Event()
+        self.stopping = False
+        self.steps = 0
+        self.max_batch_seen = 0
+        raw = lib.llama_model_chat_template(self.model, None)
+        self.chat_template: str | None = raw.decode() if raw else None
+        self.bos, self.eos = self.token_text(lib.llama_vocab_bos(self.vocab)), self.token_text(
+            lib.llama_vocab_eos(self.vocab))
+        self.thread = threading.Thread(target=self._run, name="stackkit-llama-cpp", daemon=True)
+        self.thread.start()
+
+    # ---- called from the event loop's side (thread-safe: no llama.cpp state is touched) ------------
+
+    def tokenize(self, text: str, chat: bool) -> list[int]:
+        """A chat prompt's special tokens come from its template (parsed, nothing added); a plain prompt
+        gets the model's own (a BOS, for models that want one) and its text is only text."""
+        data = text.encode()
+        room = len(data) + 8
+        buf = (self.lib.llama_token * room)()
+        n = self.lib.llama_tokenize(self.vocab, data, len(data), buf, room, not chat, chat)
+        return list(buf[:n])
+
+    def token_text(self, token: int) -> str:
+        return self._piece(token, special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def submit(self, sequence: Sequence) -> None:
+        self.pending.put(sequence)
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=30)
+        self.lib.llama_batch_free(self.batch)
+        self.lib.llama_free(self.ctx)
+        self.lib.llama_model_free(self.model)
+
+    # ---- the worker thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self.stopping:
+            if not self.active and self.pending.empty():
+                self.wake.wait(timeout=0.5)
+                self.wake.clear()
+                continue
+            try:
+                self._admit()
+                if self.active:
+                    self._step()
+            except Exception as exc:  # fail the requests in flight, keep serving
+                log.exception("generation failed")
+                for s in list(self.active):
+                    self._finish(s, exc)
+        for s in list(self.active):
+            self._finish(s, RuntimeError("the model is shutting down"))
+
+    def _admit(self) -> None:
+        while self.free:
+            try:
+                s = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if s.cancelled:
+                continue
+            s.slot = self.free.pop()
+            s.sampler = self._sampler(s)
+            s.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self.active.append(s)
+
+    def _sampler(self, s: Sequence) -> Any:
+        lib = self.lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if s.grammar is not None:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_grammar(self.vocab, s.grammar.encode(), b"root"))
+        if s.temperature <= 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            if s.top_p < 1:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(s.top_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(s.temperature))
+            seed = s.seed if s.seed is not None else lib.LLAMA_DEFAULT_SEED
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def _add(self, n: int, token: int, pos: int, slot: int, logits: bool) -> None:
+        b = self.batch
+        b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, pos, 1, logits
+        b.seq_id[n][0] = slot
+
+    def _step(self) -> None:
+        """One llama_decode: a token of each decoding sequence, then prompt tokens as room allows."""
+        n = 0
+        for s in self.active:
+            s.logits_at = -1
+            if s.fed == len(s.prompt) and s.generated > 0:
+                self._add(n, s.last, s.fed + s.generated - 1, s.slot, True)
+                s.logits_at, n = n, n + 1
+        for s in self.active:
+            if s.fed < len(s.prompt) and n < self.n_batch:
+                take = min(len(s.prompt) - s.fed, self.n_batch - n)
+                for i in range(take):
+                    end = s.fed + i == len(s.prompt) - 1
+                    self._add(n, s.prompt[s.fed + i], s.fed + i, s.slot, end)
+                    if end:
+                        s.logits_at = n
+                    n += 1
+                s.fed += take
+        self.batch.n_tokens = n
+        self.max_batch_seen = max(self.max_batch_seen, sum(1 for s in self.active if s.logits_at >= 0))
+        if self.lib.llama_decode(self.ctx, self.batch) != 0:
+            raise RuntimeError("llama_decode failed (the KV cache is full?)")
+        self.steps += 1
+        for s in list(self.active):
+            if s.cancelled:
+                self._finish(s, None)
+            elif s.logits_at >= 0:
+                self._sample(s)
+
+    def _sample(self, s: Sequence) -> None:
+        lib = self.lib
+        token = lib.llama_sampler_sample(s.sampler, self.ctx, s.logits_at)
+        if lib.llama_vocab_is_eog(self.vocab, token):
+            s.finish_reason = "stop"
+            self._finish(s, None)
+            return
+        s.generated += 1
+        s.last = token
+        text = s.decoder.decode(self._piece(token, special=False))
+        if text:
+            s.emit(text)
+        if s.generated >= s.max_tokens or len(s.prompt) + s.generated >= self.n_ctx:
+            s.finish_reason = "length"
+            self._finish(s, None)
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self.lib.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:  # a longer piece: ask again with room for it
+            buf = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def _finish(self, s: Sequence, error: BaseException | None) -> None:
+        if s in self.active:
+            self.active.remove(s)
+            self.lib.llama_memory_seq_rm(self.lib.llama_get_memory(self.ctx), s.slot, -1, -1)
+            self.lib.llama_sampler_free(s.sampler)
+            self.free.append(s.slot)
+        if error is not None:
+            s.emit(error)
+        else:
+            rest = s.decoder.decode(b"", final=True) if s.decoder is not None else ""
+            if rest:
+                s.emit(rest)
+            s.emit(_END)
+
+
+def _quiet(lib: Any) -> None:
+    """llama.cpp logs every load detail to stderr; keep warnings and errors only."""
+
+    def log_line(level: int, text: bytes, _: Any) -> None:
+        if level in (3, 4) and text:  # GGML_LOG_LEVEL_WARN and _ERROR
+            log.warning("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    callback = lib.llama_log_callback(log_line)
+    _quiet.callback = callback  # type: ignore[attr-defined]  # kept alive while llama.cpp may call it
+    lib.llama_log_set(callback, ctypes.c_void_p(0))
