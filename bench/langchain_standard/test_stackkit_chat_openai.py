@@ -1,0 +1,60 @@
+"""LangChain's standard chat-model integration suite (langchain-tests) for `ChatOpenAI` pointed at stackkit's
+default local model (SmolLM2-135M-Instruct), served by a live `stackkit run` in this process. A measurement,
+not part of CI (a 135M model answers some questions wrongly); run it and count:
+
+    STACKKIT_LC_ENGINE=transformers .venv/bin/python -m pytest -q -p no:cacheprovider bench/langchain_standard
+    (or STACKKIT_LC_ENGINE=llama-cpp)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import textwrap
+
+from langchain_openai import ChatOpenAI
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from stackkit.core.config import parse_config
+from stackkit.testing.live_server import LiveServer
+
+ENGINE = os.environ.get("STACKKIT_LC_ENGINE", "transformers")
+MODEL = "smollm2-135m-instruct"
+_server = LiveServer(parse_config(textwrap.dedent(f"""
+    providers:
+      inference: [{{provider_id: local, provider_type: inline::{ENGINE}, config: {{model: {MODEL}}}}}]
+    registered_resources: {{models: [{{model_id: {MODEL}, provider_id: local}}]}}
+    storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
+    """), env={}), start_timeout_s=300).start()
+atexit.register(_server.stop)
+
+
+class TestStackkitChatOpenAI(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[ChatOpenAI]:
+        return ChatOpenAI
+
+    @property
+    def chat_model_params(self) -> dict[str, object]:
+        return {"model": MODEL, "base_url": _server.base_url, "api_key": "none", "temperature": 0,
+                "max_tokens": 256, "timeout": 120, "max_retries": 0, "stream_usage": True}
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return False
