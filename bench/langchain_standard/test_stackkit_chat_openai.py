@@ -2,8 +2,14 @@
 default local model (SmolLM2-135M-Instruct), served by a live `stackkit run` in this process. A measurement,
 not part of CI (a 135M model answers some questions wrongly); run it and count:
 
-    STACKKIT_LC_ENGINE=transformers .venv/bin/python -m pytest -q -p no:cacheprovider bench/langchain_standard
-    (or STACKKIT_LC_ENGINE=llama-cpp)
+    pip install langchain-tests==1.1.9
+    STACKKIT_LC_ENGINE=transformers .venv/bin/python -m pytest -q -p no:cacheprovider -p no:recording \
+      -o addopts="" -o asyncio_default_test_loop_scope=session -o asyncio_default_fixture_loop_scope=session \
+      -W ignore --tb=line bench/langchain_standard          (or STACKKIT_LC_ENGINE=llama-cpp)
+
+(`-p no:recording`: langchain-tests brings pytest-recording, whose --record-mode clashes with stackkit's
+pytest plugin; the session loop scope: langchain-openai caches one async HTTP client per process, which a
+per-test event loop closes under it. Uninstall langchain-tests afterwards: it also installs pytest-socket.)
 """
 
 from __future__ import annotations
