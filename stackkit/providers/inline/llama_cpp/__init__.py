@@ -30,9 +30,8 @@ from stackkit.apis.inference import (
     EmbeddingResponse,
     ProviderModel,
 )
-from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError
 from stackkit.providers.inline.llama_cpp.engine import LlamaEngine, Sequence
-from stackkit.providers.utils.loading import Loading
 from stackkit.providers.utils.local_chat import (
     chat_chunks,
     chat_response,
@@ -45,6 +44,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 
@@ -92,16 +92,14 @@ def _load(config: LlamaCppConfig) -> LlamaEngine:
                        config.n_batch, config.n_threads or os.cpu_count() or 1)
 
 
-class LlamaCppInference:
+class LlamaCppInference(LocalModel[LlamaEngine]):
     """A GGUF model served by llama.cpp with several requests decoded together."""
 
-    def __init__(self, config: LlamaCppConfig) -> None:
-        self.config = config
-        self.model_id = config.model_id or default_model_id(config.model)
-        self.loading: Loading[LlamaEngine] = Loading(self.model_id, lambda: _load(config))
+    provider_type = "inline::llama-cpp"
 
-    async def health(self) -> dict[str, Any]:
-        return self.loading.status()
+    def __init__(self, config: LlamaCppConfig) -> None:
+        super().__init__(config.model, config.model_id or default_model_id(config.model), lambda: _load(config))
+        self.config = config
 
     async def list_provider_models(self) -> list[ProviderModel]:
         await self.loading.get()
@@ -109,18 +107,8 @@ class LlamaCppInference:
                               metadata={"context_length": self.config.n_ctx, "source": self.config.model,
                                         "engine": "llama.cpp"})]
 
-    async def shutdown(self) -> None:
-        await self.loading.wait()
-        if self.loading.done:
-            try:
-                await asyncio.to_thread((await self.loading.get()).stop)
-            except StackkitError:
-                pass
-
-    def _check_model(self, model: str) -> None:
-        if model not in (self.model_id, self.config.model):
-            raise NotFoundError(f"inline::llama-cpp serves '{self.model_id}', not '{model}'; use that id.",
-                                code="model_not_found")
+    def _stop(self, engine: LlamaEngine) -> None:
+        engine.stop()
 
     def _start(self, engine: LlamaEngine, prompt: list[int], request: ChatCompletionRequest | CompletionRequest,
                stops: list[str], grammar: str | None = None) -> _Text:
@@ -242,8 +230,5 @@ class _Text:
 
 
 async def create(config: LlamaCppConfig, deps: dict[Api, Any]) -> LlamaCppInference:
-    path = os.path.expanduser(config.model)
-    if (config.model.startswith((".", "/", "~")) or config.model.endswith(".gguf")) and not os.path.exists(path):
-        raise ConfigError(f"inline::llama-cpp: model {config.model!r} does not exist. Point LLAMA_CPP_MODEL (or "
-                          "config.model) at a .gguf file or a packaged model name.")
+    check_model_path("inline::llama-cpp", config.model, "LLAMA_CPP_MODEL", "a .gguf file")
     return LlamaCppInference(config)  # loads in the background

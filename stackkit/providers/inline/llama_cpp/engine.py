@@ -16,12 +16,13 @@ import codecs
 import ctypes
 import logging
 import queue
-import threading
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackkit.providers.utils.local_engine import END, WorkerLoop, drain
+
 log = logging.getLogger("stackkit.llama_cpp")
-_END = object()
 
 
 @dataclass
@@ -48,26 +49,21 @@ class Sequence:
     decoder: Any = None
 
 
-    async def texts(self) -> Any:
-        """Yield text as it is decoded; cancel the sequence if the consumer goes away."""
-        try:
-            while True:
-                item = await self.out.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.cancelled = True
+    def texts(self) -> AsyncGenerator[str, None]:
+        """Text as it is decoded; the sequence is cancelled if the consumer goes away."""
+        return drain(self.out, self._cancel)
+
+    def _cancel(self) -> None:
+        self.cancelled = True
 
 
-class LlamaEngine:
+class LlamaEngine(WorkerLoop[Sequence]):
     """A loaded GGUF model and its decode thread."""
 
     def __init__(self, path: str, n_ctx: int, max_sequences: int, n_batch: int, n_threads: int) -> None:
         import llama_cpp as lib
 
+        super().__init__("stackkit-llama-cpp", log)
         self.lib = lib
         lib.llama_backend_init()
         _quiet(lib)
@@ -85,10 +81,7 @@ class LlamaEngine:
         self.n_ctx, self.n_batch = n_ctx, n_batch
         self.batch = lib.llama_batch_init(n_batch, 0, max_sequences)
         self.free = list(range(max_sequences))[::-1]  # slots from 0 up
-        self.pending: queue.Queue[Sequence] = queue.Queue()
         self.active: list[Sequence] = []
-        self.wake = threading.Event()
-        self.stopping = False
         self.steps = 0
         self.max_batch_seen = 0
         raw = lib.llama_model_chat_template(self.model, None)
@@ -96,7 +89,6 @@ class LlamaEngine:
         self.bos, self.eos = self.token_text(lib.llama_vocab_bos(self.vocab)), self.token_text(
             lib.llama_vocab_eos(self.vocab))
         self.outbox: list[tuple[Sequence, Any]] = []  # text for callers, sent once per step
-        self.thread = threading.Thread(target=self._run, name="stackkit-llama-cpp", daemon=True)
         self.thread.start()
 
     # ---- called from the event loop's side (thread-safe: no llama.cpp state is touched) ------------
@@ -113,37 +105,22 @@ class LlamaEngine:
     def token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace") if token >= 0 else ""
 
-    def submit(self, sequence: Sequence) -> None:
-        self.pending.put(sequence)
-        self.wake.set()
-
     def stop(self) -> None:
-        self.stopping = True
-        self.wake.set()
-        self.thread.join(timeout=30)
+        super().stop()
         self.lib.llama_batch_free(self.batch)
         self.lib.llama_free(self.ctx)
         self.lib.llama_model_free(self.model)
 
     # ---- the worker thread --------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self.stopping:
-            if not self.active and self.pending.empty():
-                self.wake.wait(timeout=0.5)
-                self.wake.clear()
-                continue
-            try:
-                self._admit()
-                if self.active:
-                    self._step()
-            except Exception as exc:  # fail the requests in flight, keep serving
-                log.exception("generation failed")
-                for s in list(self.active):
-                    self._finish(s, exc)
-            self._flush()
+    def _busy(self) -> bool:
+        return bool(self.active)
+
+    def _fail_all(self, error: BaseException) -> None:
         for s in list(self.active):
-            self._finish(s, RuntimeError("the model is shutting down"))
+            self._finish(s, error)
+
+    def _after_step(self) -> None:
         self._flush()
 
     def _flush(self) -> None:
@@ -261,7 +238,7 @@ class LlamaEngine:
             rest = s.decoder.decode(b"", final=True) if s.decoder is not None else ""
             if rest:
                 self.outbox.append((s, rest))
-            self.outbox.append((s, _END))
+            self.outbox.append((s, END))
 
 
 def _deliver(items: list[tuple[Sequence, Any]]) -> None:

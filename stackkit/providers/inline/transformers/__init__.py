@@ -31,9 +31,8 @@ from stackkit.apis.inference import (
     EmbeddingResponse,
     ProviderModel,
 )
-from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError
 from stackkit.providers.inline.transformers.grammar import Grammars
-from stackkit.providers.utils.loading import Loading
 from stackkit.providers.utils.local_chat import (
     chat_chunks,
     chat_response,
@@ -46,6 +45,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 if TYPE_CHECKING:
@@ -151,35 +151,24 @@ class _Loaded:
         self.stop_ids = frozenset(i for i in eos if isinstance(i, int))
 
 
-class TransformersInference:
+class TransformersInference(LocalModel[_Loaded]):
     """A local causal LM: loads in the background (the server is healthy at once, /v1/health says it is
     loading), then serves chat and completions with continuous batching."""
 
-    def __init__(self, config: TransformersConfig) -> None:
-        self.config = config
-        self.model_id = config.model_id or default_model_id(config.model)
-        self.loading: Loading[_Loaded] = Loading(self.model_id, lambda: _Loaded(config, *_load(config)))
+    provider_type = "inline::transformers"
 
-    async def health(self) -> dict[str, Any]:
-        return self.loading.status()
+    def __init__(self, config: TransformersConfig) -> None:
+        super().__init__(config.model, config.model_id or default_model_id(config.model),
+                         lambda: _Loaded(config, *_load(config)))
+        self.config = config
 
     async def list_provider_models(self) -> list[ProviderModel]:
         loaded = await self.loading.get()
         return [ProviderModel(provider_model_id=self.model_id,
                               metadata={"context_length": loaded.context_length, "source": self.config.model})]
 
-    async def shutdown(self) -> None:
-        await self.loading.wait()
-        if self.loading.done:
-            try:
-                await asyncio.to_thread((await self.loading.get()).engine.stop)
-            except StackkitError:
-                pass
-
-    def _check_model(self, model: str) -> None:
-        if model not in (self.model_id, self.config.model):
-            raise NotFoundError(f"inline::transformers serves '{self.model_id}', not '{model}'; use that id.",
-                                code="model_not_found")
+    def _stop(self, loaded: _Loaded) -> None:
+        loaded.engine.stop()
 
     def _start(self, loaded: _Loaded, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
                stops: list[str], matcher: Any = None) -> _TextStream:
@@ -293,8 +282,5 @@ class _TextStream:
 
 
 async def create(config: TransformersConfig, deps: dict[Api, Any]) -> TransformersInference:
-    path = os.path.expanduser(config.model)
-    if (config.model.startswith((".", "/", "~")) or config.model.endswith(".gguf")) and not os.path.exists(path):
-        raise ConfigError(f"inline::transformers: model {config.model!r} does not exist. Point TRANSFORMERS_MODEL "
-                          "(or config.model) at a model directory, a .gguf file or a packaged model name.")
+    check_model_path("inline::transformers", config.model, "TRANSFORMERS_MODEL", "a model directory, a .gguf file")
     return TransformersInference(config)  # loads in the background

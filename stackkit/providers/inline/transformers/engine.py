@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import threading
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from stackkit.providers.utils.local_engine import END, WorkerLoop, drain
+
 log = logging.getLogger("stackkit.transformers")
-_END = object()
 
 
 @dataclass
@@ -46,68 +47,48 @@ class Generation:
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
-    async def tokens(self) -> Any:
-        """Yield token ids as they are sampled; cancel the generation if the consumer goes away."""
-        try:
-            while True:
-                item = await self.out.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.cancelled = True
+    def tokens(self) -> AsyncGenerator[int, None]:
+        """Token ids as they are sampled; the generation is cancelled if the consumer goes away."""
+        return drain(self.out, self._cancel)
+
+    def _cancel(self) -> None:
+        self.cancelled = True
 
 
-class BatchEngine:
+class BatchEngine(WorkerLoop[Generation]):
+    """Continuous batching for one model on its own thread (see the module's docstring)."""
+
     def __init__(self, model: Any, max_batch_size: int) -> None:
+        super().__init__("stackkit-transformers-engine", log)
         self.model = model
         self.device = model.device
         self.max_batch_size = max_batch_size
-        self.pending: queue.Queue[Generation] = queue.Queue()
-        self.wake = threading.Event()
-        self.stopping = False
         self.steps = 0  # decode steps run (for tests and metrics)
         self.max_batch_seen = 0
         self.active: list[Generation] = []
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [batch, cache length]: 1 real token, 0 padding
         self.last: torch.Tensor | None = None  # [batch, 1]: the token each row feeds next
-        self.thread = threading.Thread(target=self._run, name="stackkit-transformers-engine", daemon=True)
         self.thread.start()
 
     def submit(self, generation: Generation) -> None:
         if generation.seed is not None:
             generation.generator = torch.Generator(device="cpu").manual_seed(generation.seed)
-        self.pending.put(generation)
-        self.wake.set()
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.wake.set()
-        self.thread.join(timeout=30)
+        super().submit(generation)
 
     # ---- the worker thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        torch.set_grad_enabled(False)
-        while not self.stopping:
-            if not self.active and self.pending.empty():
-                self.wake.wait(timeout=0.5)
-                self.wake.clear()
-                continue
-            try:
-                self._admit()
-                if self.active:
-                    self._step()
-            except Exception as exc:  # fail the requests in flight, keep serving
-                log.exception("generation failed")
-                for g in self.active:
-                    g.emit(exc)
-                self._reset()
+        torch.set_grad_enabled(False)  # (per thread: this one)
+        super()._run()
+
+    def _busy(self) -> bool:
+        return bool(self.active)
+
+    def _fail_all(self, error: BaseException) -> None:
         for g in self.active:
-            g.emit(RuntimeError("the model is shutting down"))
+            g.emit(error)
+        self._reset()
 
     def _reset(self) -> None:
         self.active, self.cache, self.mask, self.last = [], None, None, None
@@ -168,17 +149,17 @@ class BatchEngine:
             return True
         if token in g.stop_token_ids:
             g.finish_reason = "stop"
-            g.emit(_END)
+            g.emit(END)
             return True
         g.generated += 1
         g.emit(token)
         if g.matcher is not None and (not g.matcher.consume_token(token) or g.matcher.is_stopped()):
             g.finish_reason = "stop"  # the grammar is complete: nothing more may follow
-            g.emit(_END)
+            g.emit(END)
             return True
         if g.generated >= g.max_new_tokens:
             g.finish_reason = "length"
-            g.emit(_END)
+            g.emit(END)
             return True
         return False
 

@@ -1,0 +1,134 @@
+"""What the local engines (inline::transformers, inline::llama-cpp) share: a worker thread that admits
+queued requests and runs decode steps, the channel each request's output goes back on, and the provider
+lifecycle around a model that loads in the background."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import os
+import queue
+import threading
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Generic, TypeVar
+
+from stackkit.errors import ConfigError, NotFoundError, StackkitError
+from stackkit.providers.utils.loading import Loading
+
+END = object()  # the last item of a request's channel
+R = TypeVar("R")
+E = TypeVar("E")
+
+
+async def drain(out: asyncio.Queue[Any], on_exit: Callable[[], None]) -> AsyncGenerator[Any, None]:
+    """A request's output as it comes (an exception on the channel is raised); `on_exit()` however the
+    consumer stops, so a consumer that goes away cancels the request."""
+    try:
+        while True:
+            item = await out.get()
+            if item is END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        on_exit()
+
+
+class WorkerLoop(abc.ABC, Generic[R]):
+    """A daemon thread running `_admit()` and `_step()` while requests are active; an error fails the
+    requests in flight (`_fail_all`) and the loop goes on serving."""
+
+    def __init__(self, name: str, log: logging.Logger) -> None:
+        self.pending: queue.Queue[R] = queue.Queue()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.log = log
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def submit(self, request: R) -> None:
+        self.pending.put(request)
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=30)
+
+    @abc.abstractmethod
+    def _busy(self) -> bool:
+        """Whether requests are in flight."""
+
+    @abc.abstractmethod
+    def _admit(self) -> None:
+        """Take queued requests into the running batch, as room allows."""
+
+    @abc.abstractmethod
+    def _step(self) -> None:
+        """One decode step for the running batch."""
+
+    @abc.abstractmethod
+    def _fail_all(self, error: BaseException) -> None:
+        """End every request in flight with `error`."""
+
+    def _after_step(self) -> None:
+        """Hand what the step produced to the callers (engines that batch their hand-offs)."""
+
+    def _run(self) -> None:
+        while not self.stopping:
+            if not self._busy() and self.pending.empty():
+                self.wake.wait(timeout=0.5)
+                self.wake.clear()
+                continue
+            try:
+                self._admit()
+                if self._busy():
+                    self._step()
+            except Exception as exc:  # fail the requests in flight, keep serving
+                self.log.exception("generation failed")
+                self._fail_all(exc)
+            self._after_step()
+        self._fail_all(RuntimeError("the model is shutting down"))
+        self._after_step()
+
+
+class LocalModel(abc.ABC, Generic[E]):
+    """A provider around one local model that loads in the background (the server is healthy at once,
+    /v1/health says it is loading) and is served under one id."""
+
+    provider_type = "inline::local"
+
+    def __init__(self, model: str, model_id: str, load: Callable[[], E]) -> None:
+        self.model = model
+        self.model_id = model_id
+        self.loading: Loading[E] = Loading(model_id, load)
+
+    async def health(self) -> dict[str, Any]:
+        return self.loading.status()
+
+    async def shutdown(self) -> None:
+        await self.loading.wait()
+        if self.loading.done:
+            try:
+                engine = await self.loading.get()
+            except StackkitError:
+                return
+            await asyncio.to_thread(self._stop, engine)
+
+    @abc.abstractmethod
+    def _stop(self, engine: E) -> None:
+        """Stop the loaded engine (in a worker thread)."""
+
+    def _check_model(self, model: str) -> None:
+        if model not in (self.model_id, self.model):
+            raise NotFoundError(f"{self.provider_type} serves '{self.model_id}', not '{model}'; use that id.",
+                                code="model_not_found")
+
+
+def check_model_path(provider_type: str, model: str, variable: str, kinds: str) -> None:
+    """A model given as a path must exist (a packaged name or hub id is fetched later)."""
+    path = os.path.expanduser(model)
+    if (model.startswith((".", "/", "~")) or model.endswith(".gguf")) and not os.path.exists(path):
+        raise ConfigError(f"{provider_type}: model {model!r} does not exist. Point {variable} (or config.model) at "
+                          f"{kinds} or a packaged model name.")
