@@ -1,13 +1,15 @@
 """Several providers behind one model (``targets:`` on a registered model): requests go to the healthy
 target with the fewest requests in flight for its weight; a target that fails (cannot connect, 5xx, 429,
 timeout) before any byte reached the client is retried on the next one and put in cooldown, then probed
-back with one request at a time once the cooldown is over. Streams fail over only until their first
-chunk: once a client has seen output, a failure is reported, never papered over with another model's
-text. Errors that are the request's fault (4xx) are not retried.
+back: a background probe asks the target's provider for its health every second while it is down and
+puts it back at once when it answers, and any target whose cooldown is over is tried again by requests.
+Streams fail over only until their first chunk: once a client has seen output, a failure is reported,
+never papered over with another model's text. Errors that are the request's fault (4xx) are not retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +22,7 @@ from stackkit.errors import ProviderError, RateLimitError, StackkitError
 log = logging.getLogger("stackkit.failover")
 COOLDOWN_S = 2.0
 MAX_COOLDOWN_S = 30.0
+PROBE_S = 1.0
 
 
 def retryable(exc: BaseException) -> bool:
@@ -33,6 +36,7 @@ class _Target:
         self.in_flight = 0
         self.failures = 0
         self.down_until = 0.0
+        self.probe: asyncio.Task[None] | None = None
 
     def load(self) -> float:
         return self.in_flight / self.spec.weight
@@ -59,13 +63,34 @@ class TargetPool:
         target.failures = 0
         target.down_until = 0.0
 
-    @staticmethod
-    def failed(target: _Target, exc: BaseException) -> None:
+    def failed(self, target: _Target, exc: BaseException, provider: Any = None) -> None:
         target.failures += 1
         cooldown = min(MAX_COOLDOWN_S, COOLDOWN_S * 2 ** (target.failures - 1))
         target.down_until = time.monotonic() + cooldown
         log.warning("target %s/%s failed (%s); cooling down for %.0f s", target.spec.provider_id,
                     target.spec.provider_model_id, exc, cooldown)
+        if provider is not None and getattr(provider, "health", None) is not None and target.probe is None:
+            target.probe = asyncio.get_running_loop().create_task(self._probe(target, provider))
+
+    async def _probe(self, target: _Target, provider: Any) -> None:
+        """Ask a failed target's provider for its health every PROBE_S until it answers, then put it back."""
+        try:
+            while target.down_until > 0:
+                await asyncio.sleep(PROBE_S)
+                try:
+                    status = await asyncio.wait_for(provider.health(), 5)
+                except Exception:  # noqa: BLE001 - still down, whatever the reason
+                    continue
+                if isinstance(status, dict) and status.get("status") == "OK":
+                    self.succeeded(target)
+        finally:
+            target.probe = None
+
+    async def close(self) -> None:
+        probes = [t.probe for t in self.targets if t.probe is not None]
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
 
 
 async def call_with_failover(pool: TargetPool, providers: dict[str, Any], request: Any,
@@ -86,7 +111,7 @@ async def call_with_failover(pool: TargetPool, providers: dict[str, Any], reques
             target.in_flight -= 1
             if not retryable(exc):
                 raise
-            pool.failed(target, exc)
+            pool.failed(target, exc, provider)
             last = exc
             continue
         except BaseException:

@@ -180,6 +180,11 @@ class InferenceRouter:
         return await call_with_failover(pool, self.table.providers, request,
                                         lambda provider, upstream: getattr(provider, method)(upstream))
 
+    async def close(self) -> None:
+        """Stop the failover probes."""
+        for pool in self._pools.values():
+            await pool.close()
+
     def _provider_of(self, model: str) -> str:
         try:
             return self.table.resolve(model)[1].provider_id

@@ -296,8 +296,10 @@ class Stack:
         if self.telemetry is not None:
             await self.telemetry.shutdown()
         inference = self.impls.get(Api.inference)
-        if isinstance(inference, InferenceRouter) and inference.cache is not None:
-            await inference.cache.backend.close()
+        if isinstance(inference, InferenceRouter):
+            await inference.close()
+            if inference.cache is not None:
+                await inference.cache.backend.close()
         await self.kvstore.close()
         if self.state_lock is not None:
             self.state_lock.release()
