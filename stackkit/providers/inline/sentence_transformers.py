@@ -27,8 +27,8 @@ from stackkit.apis.inference import (
     EmbeddingUsage,
     ProviderModel,
 )
-from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError, NotFoundError, StackkitError
-from stackkit.providers.utils.loading import Loading
+from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError
+from stackkit.providers.utils.local_engine import LocalModel
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
@@ -89,29 +89,23 @@ class _Model:
         return vectors, counts
 
 
-class SentenceTransformersInference:
+class SentenceTransformersInference(LocalModel[_Model]):
     """Embeddings from a sentence-transformers model that loads in the background; concurrent requests
     are micro-batched into one encode call."""
 
+    provider_type = "inline::sentence-transformers"
+
     def __init__(self, config: SentenceTransformersConfig) -> None:
-        self.config = config
         path = config.model or ""
-        self.model_id = config.model_id or (os.path.basename(os.path.normpath(path)) if path else DEFAULT_MODEL_ID)
-        self.loading: Loading[_Model] = Loading(self.model_id, lambda: _Model(config))
+        super().__init__(path, config.model_id or (os.path.basename(os.path.normpath(path)) if path
+                                                   else DEFAULT_MODEL_ID), lambda: _Model(config))
+        self.config = config
         self.queue: list[_Pending] = []
         self.busy = False
         self.encode_calls = 0
 
-    async def health(self) -> dict[str, Any]:
-        return self.loading.status()
-
-    async def shutdown(self) -> None:
-        await self.loading.wait()
-        if self.loading.done:
-            try:
-                (await self.loading.get()).worker.shutdown(wait=True)
-            except StackkitError:
-                pass
+    def _stop(self, model: _Model) -> None:
+        model.worker.shutdown(wait=True)
 
     async def list_provider_models(self) -> list[ProviderModel]:
         model = await self.loading.get()
@@ -119,10 +113,7 @@ class SentenceTransformersInference:
                               metadata={"embedding_dimension": model.dimension})]
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        if request.model != self.model_id:
-            raise NotFoundError(f"inline::sentence-transformers serves '{self.model_id}', not "
-                                f"'{request.model}'; use that id.",
-                                code="model_not_found")
+        self._check_model(request.model)
         texts = request.texts()
         if not texts or len(texts) != (1 if isinstance(request.input, str) else len(request.input)):
             raise InvalidRequestError("input must be a non-empty string or list of strings (token ids are not "
