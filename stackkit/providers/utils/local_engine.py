@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, TypeVar
 
-from stackkit.errors import ConfigError, NotFoundError, StackkitError
+from stackkit.errors import ConfigError, InvalidRequestError, NotFoundError, StackkitError
 from stackkit.providers.utils.loading import Loading
 
 END = object()  # the last item of a request's channel
@@ -132,3 +132,17 @@ def check_model_path(provider_type: str, model: str, variable: str, kinds: str) 
     if (model.startswith((".", "/", "~")) or model.endswith(".gguf")) and not os.path.exists(path):
         raise ConfigError(f"{provider_type}: model {model!r} does not exist. Point {variable} (or config.model) at "
                           f"{kinds} or a packaged model name.")
+
+
+def token_budget(request: Any, prompt_tokens: int, context: int | None, default_max: int, fix: str = "") -> int:
+    """How many tokens a request may generate: what it asks (or `default_max`), within the room the prompt
+    leaves in the context; a prompt that leaves none is a 400."""
+    wanted = int(getattr(request, "max_completion_tokens", None) or request.max_tokens or default_max)
+    if context is None:
+        return wanted
+    room = context - prompt_tokens
+    if room <= 0:
+        raise InvalidRequestError(f"The prompt is {prompt_tokens} tokens, over this model's context of {context} "
+                                  f"tokens by {1 - room} (one token must be left to generate). Shorten the "
+                                  f"messages{fix}.", param="messages", code="context_length_exceeded")
+    return min(wanted, room)

@@ -44,7 +44,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
-from stackkit.providers.utils.local_engine import LocalModel, check_model_path
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 
@@ -113,14 +113,9 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
     def _start(self, engine: LlamaEngine, prompt: list[int], request: ChatCompletionRequest | CompletionRequest,
                stops: list[str], grammar: str | None = None) -> _Text:
         check_sampling(request, "inline::llama-cpp", constrains=True)
-        room = self.config.n_ctx - len(prompt)
-        if room <= 0:
-            raise InvalidRequestError(f"The prompt is {len(prompt)} tokens, over this model's context of "
-                                      f"{self.config.n_ctx} tokens by {1 - room} (one token must be left to "
-                                      "generate). Shorten the messages, or raise n_ctx.",
-                                      param="messages", code="context_length_exceeded")
-        wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
-        sequence = Sequence(prompt=prompt, max_tokens=min(wanted, room), grammar=grammar,
+        budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens,
+                              ", or raise n_ctx")
+        sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar,
                             temperature=1.0 if request.temperature is None else request.temperature,
                             top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
         engine.submit(sequence)

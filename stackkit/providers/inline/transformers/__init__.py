@@ -45,7 +45,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
-from stackkit.providers.utils.local_engine import LocalModel, check_model_path
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 if TYPE_CHECKING:
@@ -175,15 +175,7 @@ class TransformersInference(LocalModel[_Loaded]):
         from stackkit.providers.inline.transformers.engine import Generation
 
         check_sampling(request, "inline::transformers", constrains=True)
-        wanted = getattr(request, "max_completion_tokens", None) or request.max_tokens or self.config.default_max_tokens
-        if loaded.context_length is not None:
-            room = loaded.context_length - len(prompt_ids)
-            if room <= 0:
-                raise InvalidRequestError(
-                    f"The prompt is {len(prompt_ids)} tokens, over this model's context of {loaded.context_length} "
-                    f"tokens by {1 - room} (one token must be left to generate). Shorten the messages.",
-                    param="messages", code="context_length_exceeded")
-            wanted = min(wanted, room)
+        wanted = token_budget(request, len(prompt_ids), loaded.context_length, self.config.default_max_tokens)
         generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
                                 temperature=1.0 if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
