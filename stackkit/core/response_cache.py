@@ -23,6 +23,7 @@ from stackkit.apis.inference import ChatCompletion, ChatCompletionChunk, ChatCom
 from stackkit.apis.inference import ChatCompletionChunkChoice as ChunkChoice
 from stackkit.core.config import ResponseCacheConfig
 from stackkit.core.request_context import current_principal
+from stackkit.core.stored_completions import whole
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
 
@@ -149,8 +150,6 @@ def caching(stream: AsyncIterator[ChatCompletionChunk], cache: ResponseCache, ke
             hide_usage: bool) -> Stream[ChatCompletionChunk]:
     """`stream`, cached whole once it has finished (a stream cut short is not cached); the usage asked for
     on the cache's behalf is not shown to a client that did not ask for it."""
-    from stackkit.core.stored_completions import whole
-
     async def relay() -> AsyncIterator[ChatCompletionChunk]:
         seen: list[ChatCompletionChunk] = []
         async for chunk in stream:
