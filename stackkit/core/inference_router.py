@@ -21,7 +21,6 @@ from stackkit.apis.inference import (
     CompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
-    StreamOptions,
 )
 from stackkit.core.failover import TargetPool, call_with_failover
 from stackkit.core.guardrails import Guardrails, requested_shields
@@ -29,7 +28,7 @@ from stackkit.core.quotas import Admission, QuotaGate
 from stackkit.core.response_cache import ResponseCache, cache_status, caching, replay
 from stackkit.core.routing import ResourceTable
 from stackkit.core.stored_completions import CompletionStore, new_completion_id, store_options, stored_stream
-from stackkit.core.streams import Stream, aclose
+from stackkit.core.streams import Stream, aclose, as_asked, asking_for_usage
 from stackkit.core.telemetry import ModelCall, Telemetry
 from stackkit.errors import InvalidRequestError, StackkitError
 
@@ -120,8 +119,7 @@ class InferenceRouter:
                 return replay(hit, options is not None and bool(options.include_usage))
         hide_usage = False
         if key is not None and request.stream:  # the cached answer keeps its usage, asked for or not
-            hide_usage = request.stream_options is None or not request.stream_options.include_usage
-            request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+            request, hide_usage = asking_for_usage(request)
         result = await self._model_call(
             request, lambda r: self._generate(r, "chat_completion", ChatCompletion, "chat"), "chat")
         if key is not None and self.cache is not None:
@@ -156,9 +154,7 @@ class InferenceRouter:
                 if self.telemetry is not None else None)
         hide_usage = False
         if getattr(request, "stream", False) and (call is not None or (admission and admission.wants_tokens)):
-            options = request.stream_options  # usage is needed for the quota and the metrics: ask for it
-            hide_usage = options is None or not options.include_usage
-            request = request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+            request, hide_usage = asking_for_usage(request)  # usage is needed for the quota and the metrics
         try:
             with call.current() if call is not None else contextlib.nullcontext():
                 result = await run(request)
@@ -294,13 +290,10 @@ def metered(stream: AsyncIterator[Any], admission: Admission | None, call: Model
         error: BaseException | None = None
         try:
             async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                    if hide_usage:
-                        if not chunk.choices:
-                            continue
-                        chunk.usage = None
-                yield chunk
+                usage = chunk.usage or usage
+                shown = as_asked(chunk, hide_usage)
+                if shown is not None:
+                    yield shown
         except BaseException as exc:
             error = exc
             raise

@@ -24,7 +24,7 @@ from stackkit.apis.inference import ChatCompletionChunkChoice as ChunkChoice
 from stackkit.core.config import ResponseCacheConfig
 from stackkit.core.request_context import current_principal
 from stackkit.core.stored_completions import whole
-from stackkit.core.streams import Stream, aclose
+from stackkit.core.streams import Stream, aclose, as_asked
 from stackkit.errors import InvalidRequestError, ProviderUnavailableError, StackkitError
 
 cache_status: contextvars.ContextVar[str | None] = contextvars.ContextVar("stackkit_cache_status", default=None)
@@ -154,11 +154,9 @@ def caching(stream: AsyncIterator[ChatCompletionChunk], cache: ResponseCache, ke
         seen: list[ChatCompletionChunk] = []
         async for chunk in stream:
             seen.append(chunk.model_copy())
-            if hide_usage and chunk.usage is not None:
-                if not chunk.choices:
-                    continue
-                chunk.usage = None
-            yield chunk
+            shown = as_asked(chunk, hide_usage)
+            if shown is not None:
+                yield shown
         if seen:
             await cache.put(key, whole(seen, model))
 

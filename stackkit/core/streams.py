@@ -13,6 +13,8 @@ import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from stackkit.apis.inference import StreamOptions
+
 T = TypeVar("T")
 
 
@@ -83,3 +85,21 @@ class ContextStream(Stream[T]):
             return
         self._closed = True
         await asyncio.get_running_loop().create_task(aclose(self._source), context=self._context)
+
+
+def asking_for_usage(request: Any) -> tuple[Any, bool]:
+    """A streaming request with the provider asked for its usage chunk (quotas, metrics and the cache need
+    it), and whether that chunk is to be hidden from the client (it had not asked for it)."""
+    options = request.stream_options
+    hide = options is None or not options.include_usage
+    return request.model_copy(update={"stream_options": StreamOptions(include_usage=True)}), hide
+
+
+def as_asked(chunk: Any, hide_usage: bool) -> Any:
+    """`chunk` as the client asked for it: None for a usage-only chunk it did not ask for, else the chunk
+    (its usage taken off when the client did not ask)."""
+    if hide_usage and chunk.usage is not None:
+        if not chunk.choices:
+            return None
+        chunk.usage = None
+    return chunk
