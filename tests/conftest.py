@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from stackkit.core.config import RunConfig, parse_config
+from tests.databases import new_database, postgres_server, redis_server
 
 pytest_plugins = ["pytester"]
 
@@ -90,3 +91,23 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     with LiveServer(config) as server, openai.OpenAI(base_url=server.base_url, api_key="none",
                                                      max_retries=0, timeout=10) as sdk:
         yield sdk
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """One real PostgreSQL (with pgvector) for the session, on 127.0.0.1."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> str:
+    """A new empty database of that server for one test."""
+    return new_database(postgres_admin_url)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real redis-server for one test, on 127.0.0.1."""
+    with redis_server() as url:
+        yield url

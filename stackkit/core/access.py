@@ -25,11 +25,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Column, MetaData, String, Table, Text, select
 
 from stackkit.apis.datatypes import Api, Route
 from stackkit.core.config import AccessRule
 from stackkit.core.request_context import Principal, current_principal
-from stackkit.core.sqlite import SqliteDB
+from stackkit.core.sql import SqlStore
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import NotFoundError, StackkitError
 
@@ -51,8 +52,9 @@ GETTERS = {"model": (Api.models, "get_model", "model_id"), "shield": (Api.shield
            "vector_store": (Api.vector_io, "get_vector_store", "vector_store_id"),
            "file": (Api.files, "get_file", "file_id"), "response": (Api.agents, "get_response", "response_id"),
            "conversation": (Api.agents, "get_conversation", "conversation_id")}
-SCHEMA = "CREATE TABLE IF NOT EXISTS owners (kind TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, " \
-         "PRIMARY KEY (kind, id))"
+TABLES = MetaData()
+OWNERS = Table("owners", TABLES, Column("kind", String, primary_key=True), Column("id", String, primary_key=True),
+               Column("owner", Text, nullable=False))
 
 
 def _path_kind(route: Route) -> tuple[str, str] | None:
@@ -115,32 +117,38 @@ def _as_set(value: Any) -> set[Any]:
 
 
 class AccessControl:
-    """Ownership records (a sqlite table, cached) and the policy that reads them."""
+    """Ownership records (a SQL table; owners found are cached, as they never change) and the policy that
+    reads them. Call `open()` before use."""
 
-    def __init__(self, db: SqliteDB, rules: list[AccessRule], impls: dict[Api, Any], routes: list[Route]) -> None:
+    def __init__(self, db: SqlStore, rules: list[AccessRule], impls: dict[Api, Any], routes: list[Route]) -> None:
         self.db = db
         self.rules = rules
         self.impls = impls
         self.getters = {(r.api, r.name): r for r in routes}
-        self._owners: dict[tuple[str, str], dict[str, Any] | None] = {}
-        db.run_sync(lambda conn: conn.execute(SCHEMA))
+        self._owners: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def open(self) -> None:
+        await self.db.create(TABLES)
 
     # ---- ownership ----------------------------------------------------------------------------
 
     async def owner(self, kind: str, rid: str) -> dict[str, Any] | None:
         key = (kind, rid)
-        if key not in self._owners:
-            rows = await self.db.execute("SELECT owner FROM owners WHERE kind = ? AND id = ?", key)
-            self._owners[key] = json.loads(rows[0][0]) if rows else None
+        if key not in self._owners:  # not "no owner": another replica may record one at any time
+            rows = await self.db.fetch(select(OWNERS.c.owner).where(OWNERS.c.kind == kind, OWNERS.c.id == rid))
+            if not rows:
+                return None
+            self._owners[key] = json.loads(rows[0][0])
         return self._owners[key]
 
     async def own(self, kind: str, rid: str, principal: Principal) -> None:
         owner = {"principal": principal.name, "attributes": principal.attributes}
-        await self.db.execute("INSERT OR REPLACE INTO owners VALUES (?, ?, ?)", (kind, rid, json.dumps(owner)))
+        await self.db.execute(self.db.upsert(OWNERS, {"kind": kind, "id": rid, "owner": json.dumps(owner)},
+                                             ["kind", "id"]))
         self._owners[(kind, rid)] = owner
 
     async def disown(self, kind: str, rid: str) -> None:
-        await self.db.execute("DELETE FROM owners WHERE kind = ? AND id = ?", (kind, rid))
+        await self.db.execute(OWNERS.delete().where(OWNERS.c.kind == kind, OWNERS.c.id == rid))
         self._owners.pop((kind, rid), None)
 
     # ---- policy -------------------------------------------------------------------------------

@@ -4,27 +4,37 @@ A background run drains the turn's events into memory as they are made; any numb
 from a sequence number (the create call's own stream is one such reader, so dropping it stops nothing).
 When the run ends, its events are written to the event log in one transaction, so
 `GET /v1/responses/{id}?stream=true&starting_after=N` replays a finished run from storage, in this process
-or after a restart. A run still going when the process stops is marked failed at the next start, with an
-error that says so: nothing claims to be in progress that is not.
+or after a restart. A run still going when its process stops is marked failed at the next start of any
+replica (once its process has stopped beating for 30 s), with an error that says so: nothing claims to be in
+progress that is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, Text, func, select
+from sqlalchemy.exc import IntegrityError
 
 from stackkit.apis.agents import ResponseError, ResponseEvent, ResponseObject
-from stackkit.core.sqlite import SqliteDB
+from stackkit.core.sql import SqlStore
 
 log = logging.getLogger("stackkit.responses")
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS response_events (response_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-    "body TEXT NOT NULL, PRIMARY KEY (response_id, seq)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS background_runs (response_id TEXT PRIMARY KEY)",
-]
+TABLES = MetaData()
+EVENTS = Table("response_events", TABLES, Column("response_id", String, primary_key=True),
+               Column("seq", Integer, primary_key=True, autoincrement=False), Column("body", Text, nullable=False))
+# a run in progress, and the process running it: a replica that starts fails only its own dead runs' rows
+RUNS = Table("background_runs", TABLES, Column("response_id", String, primary_key=True),
+             Column("runner", String, nullable=False, server_default=""))
+HEARTBEATS = Table("background_runners", TABLES, Column("runner", String, primary_key=True),
+                   Column("beat", Float, nullable=False))
+STALE_S = 30.0
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 INTERRUPTED = "stackkit stopped while this background response was running; create it again"
 
@@ -72,32 +82,65 @@ class Run:
 class BackgroundRuns:
     """The background runs of one Responses service, and their event log in its store."""
 
-    def __init__(self, db: SqliteDB) -> None:
+    def __init__(self, db: SqlStore, responses: Table) -> None:
         self.db = db
+        self.responses = responses
         self.runs: dict[str, Run] = {}
-        db.run_sync(self._recover)
+        self.runner = uuid.uuid4().hex
+        self._beating: asyncio.Task[None] | None = None
 
-    @staticmethod
-    def _recover(conn: Any) -> None:
-        for statement in SCHEMA:
-            conn.execute(statement)
-        for (response_id,) in conn.execute("SELECT response_id FROM background_runs").fetchall():
-            row = conn.execute("SELECT body FROM responses WHERE id = ?", (response_id,)).fetchone()
+    async def open(self) -> None:
+        """Fail the runs no live process is running, then keep beating (and sweeping) in the background."""
+        await self._beat()
+        await self._sweep()
+        self._beating = asyncio.get_running_loop().create_task(self._beat_forever(), name="background-heartbeat")
+
+    async def _beat(self) -> None:
+        await self.db.execute(self.db.upsert(HEARTBEATS, {"runner": self.runner, "beat": time.time()}, ["runner"]))
+
+    async def _sweep(self) -> None:
+        """Fail the runs of processes that stopped: any but this one's on a private store, those whose
+        runner has not beaten for STALE_S on a store replicas share."""
+        alive = [self.runner]
+        if self.db.shared:
+            beating = select(HEARTBEATS.c.runner).where(HEARTBEATS.c.beat > time.time() - STALE_S)
+            alive = [r for (r,) in await self.db.fetch(beating)]
+        for (response_id,) in await self.db.fetch(select(RUNS.c.response_id).where(RUNS.c.runner.not_in(alive))):
+            with contextlib.suppress(IntegrityError):  # another replica failed it first
+                await self._fail_interrupted(response_id)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STALE_S / 3)
+            try:
+                await self._beat()
+                if self.db.shared:
+                    await self._sweep()
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop the beat
+                log.warning("background heartbeat failed: %s", exc)
+
+    async def _fail_interrupted(self, response_id: str) -> None:
+        responses = self.responses
+
+        def fail(conn: Connection) -> None:
+            row = conn.execute(select(responses.c.body).where(responses.c.id == response_id)).first()
             if row is not None:
                 failed = ResponseObject.model_validate_json(row[0]).model_copy(update={
                     "status": "failed", "error": ResponseError(code="server_error", message=INTERRUPTED)})
-                conn.execute("UPDATE responses SET body = ? WHERE id = ?", (failed.model_dump_json(), response_id))
-                seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM response_events WHERE response_id = ?",
-                                   (response_id,)).fetchone()[0]
+                conn.execute(responses.update().where(responses.c.id == response_id)
+                             .values(body=failed.model_dump_json()))
+                seq = conn.execute(select(func.coalesce(func.max(EVENTS.c.seq) + 1, 0))
+                                   .where(EVENTS.c.response_id == response_id)).scalar_one()
                 event = ResponseEvent(type="response.failed", sequence_number=seq, response=failed.model_dump())
-                conn.execute("INSERT INTO response_events VALUES (?, ?, ?)",
-                             (response_id, seq, event.model_dump_json()))
-            conn.execute("DELETE FROM background_runs WHERE response_id = ?", (response_id,))
-        conn.commit()
+                conn.execute(EVENTS.insert().values(response_id=response_id, seq=seq, body=event.model_dump_json()))
+            conn.execute(RUNS.delete().where(RUNS.c.response_id == response_id))
+
+        await self.db.run(fail)
 
     async def register(self, response_id: str) -> None:
         """Record that a run starts (with the response row already written), so a restart can see it."""
-        await self.db.execute("INSERT OR REPLACE INTO background_runs VALUES (?)", (response_id,))
+        await self.db.execute(self.db.upsert(RUNS, {"response_id": response_id, "runner": self.runner},
+                                             ["response_id"]))
 
     def start(self, response: ResponseObject, events: AsyncIterator[ResponseEvent],
               on_cancel: Callable[[ResponseObject], Awaitable[None]]) -> Run:
@@ -140,13 +183,15 @@ class BackgroundRuns:
         await asyncio.shield(on_cancel(run.snapshot))
 
     async def _persist(self, run: Run) -> None:
-        rows = [(run.snapshot.id, e.sequence_number, e.model_dump_json()) for e in run.events]
+        rows = [{"response_id": run.snapshot.id, "seq": e.sequence_number, "body": e.model_dump_json()}
+                for e in run.events]
 
-        def write(conn: Any) -> None:
-            conn.executemany("INSERT OR REPLACE INTO response_events VALUES (?, ?, ?)", rows)
+        def write(conn: Connection) -> None:
+            conn.execute(EVENTS.delete().where(EVENTS.c.response_id == run.snapshot.id))
+            if rows:
+                conn.execute(EVENTS.insert(), rows)
             if run.snapshot.status != "in_progress":  # a run stopped by shutdown stays listed for recovery
-                conn.execute("DELETE FROM background_runs WHERE response_id = ?", (run.snapshot.id,))
-            conn.commit()
+                conn.execute(RUNS.delete().where(RUNS.c.response_id == run.snapshot.id))
 
         await self.db.run(write)
 
@@ -161,12 +206,14 @@ class BackgroundRuns:
         return run.snapshot
 
     async def replay(self, response_id: str, after: int) -> AsyncIterator[ResponseEvent]:
-        rows = await self.db.execute("SELECT body FROM response_events WHERE response_id = ? AND seq > ? "
-                                     "ORDER BY seq", (response_id, after))
+        rows = await self.db.fetch(select(EVENTS.c.body).where(EVENTS.c.response_id == response_id,
+                                                                EVENTS.c.seq > after).order_by(EVENTS.c.seq))
         for (body,) in rows:
             yield ResponseEvent.model_validate(json.loads(body))
 
     async def shutdown(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
         for run in list(self.runs.values()):
             if run.task is not None:
                 run.task.cancel()

@@ -41,8 +41,12 @@ class ProviderConfig(_Strict):
 
 
 class StorageBackend(_Strict):
-    type: str = Field(description="sqlite or memory")
-    db_path: str | None = None
+    """Where a store lives: a sqlite file (the default), memory, or a server replicas share."""
+
+    type: Literal["sqlite", "memory", "postgres", "redis"] = Field(description="sqlite, memory, postgres or redis")
+    db_path: str | None = Field(default=None, description="sqlite: the file")
+    url: str | None = Field(default=None, description="postgres: postgresql://user:pass@host:5432/db; "
+                            "redis: redis://host:6379/0 (KV stores only)")
 
 
 class StorageConfig(_Strict):

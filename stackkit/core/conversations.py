@@ -1,5 +1,5 @@
 """Conversations (OpenAI's Conversations API): durable lists of items that Responses turns read as their
-context and append to. Items live in the stack's sqlite store, one row each, read back in one query."""
+context and append to. Items live in the stack's SQL store, one row each, read back in one query."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 from pydantic import TypeAdapter
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, func, select
+from sqlalchemy.exc import IntegrityError
 
 from stackkit.apis.agents import (
     AddItemsRequest,
@@ -22,16 +24,16 @@ from stackkit.apis.agents import (
     UpdateConversationRequest,
 )
 from stackkit.apis.datatypes import DeleteResponse
-from stackkit.core.sqlite import SqliteDB
+from stackkit.core.sql import SqlStore
 from stackkit.errors import NotFoundError
 
 _ITEM: TypeAdapter[Item] = TypeAdapter(Item)
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
-    "metadata TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS conversation_items (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-    "item_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversation_id, seq))",
-]
+TABLES = MetaData()
+CONVERSATIONS = Table("conversations", TABLES, Column("id", String, primary_key=True),
+                      Column("created_at", Integer, nullable=False), Column("metadata", Text, nullable=False))
+ITEMS = Table("conversation_items", TABLES, Column("conversation_id", String, primary_key=True),
+              Column("seq", Integer, primary_key=True, autoincrement=False), Column("item_id", String, nullable=False),
+              Column("body", Text, nullable=False))
 
 
 def stored_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -61,17 +63,11 @@ def item_page(items: list[dict[str, Any]], order: str, after: str | None, limit:
 class ConversationsAPI:
     """The Conversations half of the Agents API (mixed into the Responses service, which shares its store)."""
 
-    db: SqliteDB
-
-    def _create_conversation_tables(self) -> None:
-        def create(conn: Any) -> None:
-            for statement in SCHEMA:
-                conn.execute(statement)
-
-        self.db.run_sync(create)
+    db: SqlStore
 
     async def _conversation(self, conversation_id: str) -> ConversationObject:
-        rows = await self.db.execute("SELECT created_at, metadata FROM conversations WHERE id = ?", (conversation_id,))
+        c = CONVERSATIONS.c
+        rows = await self.db.fetch(select(c.created_at, c.metadata).where(c.id == conversation_id))
         if not rows:
             raise NotFoundError(f"Conversation '{conversation_id}' not found; create it with POST /v1/conversations.",
                                 code="conversation_not_found", param="conversation_id")
@@ -80,27 +76,34 @@ class ConversationsAPI:
     async def conversation_items(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every item, oldest first (the context of a turn in this conversation)."""
         await self._conversation(conversation_id)
-        rows = await self.db.execute("SELECT body FROM conversation_items WHERE conversation_id = ? ORDER BY seq",
-                                     (conversation_id,))
+        rows = await self.db.fetch(select(ITEMS.c.body).where(ITEMS.c.conversation_id == conversation_id)
+                                   .order_by(ITEMS.c.seq))
         return [json.loads(r[0]) for r in rows]
 
     async def append_items(self, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [stored_item(i) for i in items]
+        last_seq = select(func.coalesce(func.max(ITEMS.c.seq), 0)).where(ITEMS.c.conversation_id == conversation_id)
 
-        def insert(conn: Any) -> None:
-            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM conversation_items WHERE conversation_id = ?",
-                                   (conversation_id,)).fetchone()
-            conn.executemany("INSERT INTO conversation_items VALUES (?, ?, ?, ?)", [
-                (conversation_id, last + 1 + i, item["id"], json.dumps(item)) for i, item in enumerate(kept)])
+        def append(conn: Connection) -> None:
+            last = conn.execute(last_seq).scalar_one()
+            conn.execute(ITEMS.insert(), [{"conversation_id": conversation_id, "seq": last + 1 + i,
+                                           "item_id": item["id"], "body": json.dumps(item)}
+                                          for i, item in enumerate(kept)])
 
-        await self.db.run(insert)
+        for attempt in range(5):  # two replicas appending at once both read the same last seq: one retries
+            try:
+                await self.db.run(append)
+                break
+            except IntegrityError:
+                if attempt == 4:
+                    raise
         return kept
 
     async def create_conversation(self, request: CreateConversationRequest) -> ConversationObject:
         conversation = ConversationObject(id=f"conv_{uuid.uuid4().hex}", created_at=int(time.time()),
                                           metadata=request.metadata)
-        await self.db.execute("INSERT INTO conversations VALUES (?, ?, ?)",
-                              (conversation.id, conversation.created_at, json.dumps(conversation.metadata)))
+        await self.db.execute(CONVERSATIONS.insert().values(
+            id=conversation.id, created_at=conversation.created_at, metadata=json.dumps(conversation.metadata)))
         if request.items:
             await self.append_items(conversation.id, request.items)
         return conversation
@@ -110,16 +113,16 @@ class ConversationsAPI:
 
     async def update_conversation(self, request: UpdateConversationRequest) -> ConversationObject:
         await self._conversation(request.conversation_id)
-        await self.db.execute("UPDATE conversations SET metadata = ? WHERE id = ?",
-                              (json.dumps(request.metadata), request.conversation_id))
+        await self.db.execute(CONVERSATIONS.update().where(CONVERSATIONS.c.id == request.conversation_id)
+                              .values(metadata=json.dumps(request.metadata)))
         return await self._conversation(request.conversation_id)
 
     async def delete_conversation(self, request: ConversationIdRequest) -> DeleteResponse:
         await self._conversation(request.conversation_id)
 
-        def delete(conn: Any) -> None:
-            conn.execute("DELETE FROM conversation_items WHERE conversation_id = ?", (request.conversation_id,))
-            conn.execute("DELETE FROM conversations WHERE id = ?", (request.conversation_id,))
+        def delete(conn: Connection) -> None:
+            conn.execute(ITEMS.delete().where(ITEMS.c.conversation_id == request.conversation_id))
+            conn.execute(CONVERSATIONS.delete().where(CONVERSATIONS.c.id == request.conversation_id))
 
         await self.db.run(delete)
         return DeleteResponse(id=request.conversation_id, object="conversation.deleted")
@@ -133,10 +136,12 @@ class ConversationsAPI:
         items = await self.conversation_items(request.conversation_id)
         return item_page(items, request.order, request.after, request.limit)
 
+    def _item(self, request: ItemRequest) -> Any:
+        return (ITEMS.c.conversation_id == request.conversation_id) & (ITEMS.c.item_id == request.item_id)
+
     async def get_conversation_item(self, request: ItemRequest) -> Item:
         await self._conversation(request.conversation_id)
-        rows = await self.db.execute("SELECT body FROM conversation_items WHERE conversation_id = ? AND item_id = ?",
-                                     (request.conversation_id, request.item_id))
+        rows = await self.db.fetch(select(ITEMS.c.body).where(self._item(request)))
         if not rows:
             raise NotFoundError(f"Item '{request.item_id}' is not in conversation '{request.conversation_id}'; list "
                                 "its items with GET .../items.", code="item_not_found", param="item_id")
@@ -144,6 +149,5 @@ class ConversationsAPI:
 
     async def delete_conversation_item(self, request: ItemRequest) -> ConversationObject:
         await self.get_conversation_item(request)
-        await self.db.execute("DELETE FROM conversation_items WHERE conversation_id = ? AND item_id = ?",
-                              (request.conversation_id, request.item_id))
+        await self.db.execute(ITEMS.delete().where(self._item(request)))
         return await self._conversation(request.conversation_id)

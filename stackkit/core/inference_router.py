@@ -108,6 +108,7 @@ class InferenceRouter:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        await self.table.fresh(request.model)
         key = self.cache.key(request, self._cached_by_default(request.model)) if self.cache is not None else None
         if key is not None and self.cache is not None:
             hit = await self.cache.get(key)
@@ -141,6 +142,7 @@ class InferenceRouter:
             self.telemetry.metrics["cache"].labels(result).inc()
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
+        await self.table.fresh(request.model)
         return await self._model_call(  # type: ignore[no-any-return]
             request, lambda r: self._generate(r, "completion", Completion, "completion"), "text_completion")
 
@@ -217,6 +219,7 @@ class InferenceRouter:
         return result
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        await self.table.fresh(request.model)
         return await self._model_call(request, self._embed, "embeddings")  # type: ignore[no-any-return]
 
     async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:

@@ -5,9 +5,9 @@ through the Inference router, so routing, guardrails and every provider apply. A
 answer or at its function calls (the client runs them and answers with `function_call_output` items in
 the next request, naming this response as `previous_response_id`).
 
-State lives in the stack's SQL store (sqlite): each stored response keeps its full context (the items
-that led to it plus its output), so a turn reads its whole history in one query however long the chain,
-and the row is written before the terminal event is sent.
+State lives in the stack's SQL store (sqlite, or PostgreSQL shared by replicas): each stored response keeps
+its full context (the items that led to it plus its output), so a turn reads its whole history in one
+query however long the chain, and the row is written before the terminal event is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
+
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, select
 
 from stackkit.apis.agents import (
     CreateResponseRequest,
@@ -40,10 +42,12 @@ from stackkit.apis.datatypes import DeleteResponse
 from stackkit.apis.inference import ChatCompletionChunk, ChatCompletionRequest, Inference
 from stackkit.apis.models import GetModelRequest, Models
 from stackkit.apis.vector_io import VectorIO
-from stackkit.core.background import TERMINAL, BackgroundRuns
+from stackkit.core.background import EVENTS, TERMINAL, BackgroundRuns
+from stackkit.core.background import TABLES as BACKGROUND_TABLES
+from stackkit.core.conversations import TABLES as CONVERSATION_TABLES
 from stackkit.core.conversations import ConversationsAPI, item_page
 from stackkit.core.message_events import MessageEvents
-from stackkit.core.sqlite import SqliteDB
+from stackkit.core.sql import SqlStore
 from stackkit.core.streams import Stream, aclose
 from stackkit.core.tool_runtime import ToolRuntimeService
 from stackkit.core.tools import (
@@ -69,8 +73,10 @@ from stackkit.core.turn_context import (
 )
 from stackkit.errors import InvalidRequestError, NotFoundError, StackkitError
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
-          "body TEXT NOT NULL, input_items TEXT NOT NULL, context TEXT NOT NULL)")
+TABLES = MetaData()
+RESPONSES = Table("responses", TABLES, Column("id", String, primary_key=True),
+                  Column("created_at", Integer, nullable=False), Column("body", Text, nullable=False),
+                  Column("input_items", Text, nullable=False), Column("context", Text, nullable=False))
 
 
 async def _done(item: McpCallItem) -> McpCallItem:
@@ -78,20 +84,25 @@ async def _done(item: McpCallItem) -> McpCallItem:
 
 
 class ResponsesService(ConversationsAPI):
-    """The Agents API: Responses over the Inference router, and Conversations, in the stack's sqlite store."""
+    """The Agents API: Responses over the Inference router, and Conversations, in the stack's SQL store.
+    Call `open()` before use."""
 
-    def __init__(self, inference: Inference, db: SqliteDB, vector_io: VectorIO | None = None,
+    def __init__(self, inference: Inference, db: SqlStore, vector_io: VectorIO | None = None,
                  tool_runtime: ToolRuntimeService | None = None, models: Models | None = None) -> None:
         self.inference = inference
         self.models = models
         self.tool_runtime = tool_runtime or ToolRuntimeService([], McpSessions())
         self.vector_io = vector_io
         self.db = db
-        db.run_sync(lambda conn: conn.execute(SCHEMA))
-        self._create_conversation_tables()
-        self.background = BackgroundRuns(db)
+        self.background = BackgroundRuns(db, RESPONSES)
         self.live: dict[str, tuple[CreateResponseRequest, int, list[Any]]] = {}  # stored responses being made
         self.mcp = self.tool_runtime.sessions
+
+    async def open(self) -> None:
+        """Create the tables, and fail the background runs a stopped process left behind."""
+        for tables in (TABLES, CONVERSATION_TABLES, BACKGROUND_TABLES):
+            await self.db.create(tables)
+        await self.background.open()
 
     async def shutdown(self) -> None:
         await self.background.shutdown()
@@ -101,16 +112,18 @@ class ResponsesService(ConversationsAPI):
     # ---- reading and writing state ----------------------------------------------------------------
 
     async def _row(self, response_id: str) -> tuple[str, str, str]:
-        rows = await self.db.execute("SELECT body, input_items, context FROM responses WHERE id = ?", (response_id,))
+        rows = await self.db.fetch(select(RESPONSES.c.body, RESPONSES.c.input_items, RESPONSES.c.context)
+                                   .where(RESPONSES.c.id == response_id))
         if not rows:
             raise NotFoundError(f"Response '{response_id}' not found: it was not stored (store: false) or was "
                                 "deleted. Check the id, or send the context as input instead.",
                                 code="response_not_found", param="response_id")
-        return rows[0]
+        return (rows[0][0], rows[0][1], rows[0][2])
 
     async def _store(self, response: ResponseObject, items: list[dict[str, Any]], context: list[Any]) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", (
-            response.id, response.created_at, response.model_dump_json(), json.dumps(items), json.dumps(context)))
+        await self.db.execute(self.db.upsert(RESPONSES, {
+            "id": response.id, "created_at": response.created_at, "body": response.model_dump_json(),
+            "input_items": json.dumps(items), "context": json.dumps(context)}, ["id"]))
 
     # ---- the API ------------------------------------------------------------------------------
 
@@ -491,8 +504,12 @@ class ResponsesService(ConversationsAPI):
     async def delete_response(self, request: ResponseIdRequest) -> DeleteResponse:
         await self._row(request.response_id)
         await self.background.cancel(request.response_id)
-        await self.db.execute("DELETE FROM responses WHERE id = ?", (request.response_id,))
-        await self.db.execute("DELETE FROM response_events WHERE response_id = ?", (request.response_id,))
+
+        def delete(conn: Connection) -> None:
+            conn.execute(RESPONSES.delete().where(RESPONSES.c.id == request.response_id))
+            conn.execute(EVENTS.delete().where(EVENTS.c.response_id == request.response_id))
+
+        await self.db.run(delete)
         return DeleteResponse(id=request.response_id, object="response")
 
     async def list_input_items(self, request: InputItemsRequest) -> InputItemList:

@@ -68,18 +68,48 @@ class ResourceTable:
         self._registered: dict[str, Resource] = {}
         self._listed: dict[str, Resource] = {}
         self._by_upstream: dict[str, list[Resource]] = {}
+        self._declared: set[str] = set()
+        self.shared = bool(getattr(kvstore, "shared", False))  # other replicas register and delete too
         self.version = 0  # bumped on every change, for views computed from the resources
 
     async def load(self) -> None:
-        cls = RESOURCE_CLASSES[self.kind]
         for _, value in await self._kv.range(f"{self.kind}:"):
-            resource = cls.model_validate_json(value)
-            if resource.provider_id in self.providers:
+            self._adopt(value)
+
+    def _adopt(self, value: str) -> None:
+        resource = RESOURCE_CLASSES[self.kind].model_validate_json(value)
+        if resource.identifier in self._declared:
+            return
+        if resource.provider_id in self.providers:
+            if self._registered.get(resource.identifier) != resource:
                 self._registered[resource.identifier] = resource
                 self.version += 1
-            else:
-                log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
-                            resource.provider_id)
+        else:
+            log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
+                        resource.provider_id)
+
+    async def fresh(self, identifier: str | None = None) -> None:
+        """On a KV store replicas share, catch up with what they registered or deleted: `identifier` alone
+        (one read, before routing a request), or everything (before listing). Free on a private store."""
+        if not self.shared:
+            return
+        if identifier is None:
+            seen = {value for _, value in await self._kv.range(f"{self.kind}:")}
+            gone = [i for i in self._registered if i not in self._declared]
+            for value in seen:
+                self._adopt(value)
+            ids = {RESOURCE_CLASSES[self.kind].model_validate_json(v).identifier for v in seen}
+            for stale in (i for i in gone if i not in ids):
+                self._registered.pop(stale, None)
+                self.version += 1
+            return
+        if identifier in self._declared:
+            return
+        stored = await self._kv.get(f"{self.kind}:{identifier}")
+        if stored is not None:
+            self._adopt(stored)
+        elif self._registered.pop(identifier, None) is not None:
+            self.version += 1
 
     def default_provider_id(self, what: str) -> str:
         if len(self.providers) == 1:
@@ -94,10 +124,12 @@ class ResourceTable:
 
     def declare(self, resource: Resource) -> None:
         """A resource from run.yaml: it wins over a persisted one of the same id, and is not persisted."""
+        self._declared.add(resource.identifier)
         self._registered[resource.identifier] = resource
         self.version += 1
 
     async def register(self, resource: Resource) -> Resource:
+        await self.fresh(resource.identifier)
         if resource.provider_id not in self.providers:
             raise NotFoundError(
                 f"Provider '{resource.provider_id}' is not configured for {self.kind}s. "
@@ -116,6 +148,7 @@ class ResourceTable:
         return resource
 
     async def unregister(self, identifier: str) -> Resource:
+        await self.fresh(identifier)
         resource = self._registered.pop(identifier, None)
         if resource is None:
             raise self._not_found(identifier)
@@ -200,9 +233,11 @@ class ModelsTable:
         self.table = table
 
     async def list_models(self, request: EmptyRequest) -> ModelList:
+        await self.table.fresh()
         return ModelList(data=[_model_view(r) for r in self.table.all()])
 
     async def get_model(self, request: GetModelRequest) -> Model:
+        await self.table.fresh(request.model_id)
         return _model_view(self.table.get(request.model_id))
 
     async def register_model(self, request: RegisterModelRequest) -> Model:
@@ -237,9 +272,11 @@ class ShieldsTable:
         self.table = table
 
     async def list_shields(self, request: EmptyRequest) -> ShieldList:
+        await self.table.fresh()
         return ShieldList(data=[_shield_view(r) for r in self.table.all()])
 
     async def get_shield(self, request: GetShieldRequest) -> Shield:
+        await self.table.fresh(request.identifier)
         return _shield_view(self.table.get(request.identifier))
 
     async def register_shield(self, request: RegisterShieldRequest) -> Shield:
@@ -269,6 +306,7 @@ class SafetyRouter:
         self.default_shield_id = default_shield_id
 
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
+        await self.table.fresh(request.shield_id)
         impl, resource = self.table.resolve(request.shield_id)
         params = resource.params if isinstance(resource, ShieldResource) else {}
         request = request.model_copy(update={"shield_id": resource.provider_resource_id,
@@ -287,6 +325,7 @@ class SafetyRouter:
                     param="model",
                 )
             shield_id = shields[0].identifier
+        await self.table.fresh(shield_id)
         impl, resource = self.table.resolve(shield_id)
         response: ModerationResponse = await impl.moderation(
             request.model_copy(update={"model": resource.provider_resource_id})
@@ -353,7 +392,7 @@ class VectorIORouter:
                 raise ConflictError(f"Vector store '{resource.identifier}' is declared for provider "
                                     f"'{resource.provider_id}' but exists in '{known[resource.identifier]}'; "
                                     "fix provider_id in run.yaml.")
-        for stale in list(self.table.all()):
+        for stale in [] if self.table.shared else list(self.table.all()):  # shared: another replica's to judge
             if stale.identifier not in known:  # its data is gone: forget it rather than 404 every listing
                 log.warning("forgetting vector store %r: provider %r no longer has it", stale.identifier,
                             stale.provider_id)
@@ -397,6 +436,7 @@ class VectorIORouter:
             return await self._to_owner("search_vector_store", request)  # type: ignore[no-any-return]
 
     async def _to_owner(self, name: str, request: Any) -> Any:
+        await self.table.fresh(request.vector_store_id)
         impl, _ = self.table.resolve(request.vector_store_id)
         return await getattr(impl, name)(request)
 

@@ -129,6 +129,7 @@ class Stack:
                 raise self.config.error(exc.message, "registered_resources", "vector_stores") from None
         self.impls[Api.models] = ModelsTable(self.tables[Api.inference])
         completions = CompletionStore(open_sqldb(self.config, "completions"))
+        await completions.open()
         self.impls[Api.stored_completions] = completions
         if isinstance(self.impls[Api.inference], InferenceRouter):
             self.impls[Api.inference].completions = completions
@@ -150,10 +151,12 @@ class Stack:
         self.impls[Api.agents] = ResponsesService(self.impls[Api.inference], open_sqldb(self.config, "responses"),
                                                   self.impls.get(Api.vector_io), self.impls[Api.tool_runtime],
                                                   self.impls[Api.models])
+        await self.impls[Api.agents].open()
         self.impls[Api.inspect] = StackInspector(self)
         if self.config.server.auth is not None or self.config.access_policy:
             self.access = AccessControl(open_sqldb(self.config, "access"), self.config.access_policy, self.impls,
                                         list(route_table()))
+            await self.access.open()
         self.impls[Api.arena] = ArenaService(self.kvstore, self.impls[Api.models])
 
     def _instrument(self, sessions: McpSessions) -> None:
@@ -291,6 +294,8 @@ class Stack:
         completions = self.impls.get(Api.stored_completions)
         if isinstance(completions, CompletionStore):
             await completions.shutdown()  # after the agents: their turns may still store completions
+        if self.access is not None:
+            await self.access.db.close()
         if self.quota_store is not None:
             await self.quota_store.close()
         if self.telemetry is not None:

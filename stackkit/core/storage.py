@@ -1,19 +1,23 @@
-"""Key-value stores: a small Protocol, sqlite (WAL) as the embedded default, memory for tests.
-
-sqlite work runs in a worker thread (core/sqlite.py) so the event loop never blocks on disk.
+"""Key-value stores (a small Protocol: sqlite as the embedded default, PostgreSQL or Redis for replicas,
+memory for tests), and where each of the stack's stores lives.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
+from sqlalchemy import Column, MetaData, String, Table, Text, func, select
 
 from stackkit.core.config import RunConfig, StorageBackend, default_state_dir
-from stackkit.core.sqlite import SqliteDB
-from stackkit.errors import StateInUseError
+from stackkit.core.sql import AlchemyStore, postgres_url, sqlite_url
+from stackkit.errors import MissingPackageError, StateInUseError
+
+_KV_TABLES = MetaData()
+KV = Table("kv", _KV_TABLES, Column("key", String, primary_key=True), Column("value", Text, nullable=False))
 
 
 @runtime_checkable
@@ -48,35 +52,79 @@ class MemoryKVStore:
         return None
 
 
-class SqliteKVStore:
-    """One table of (key, value) in a WAL-mode sqlite file, namespaced by a key prefix."""
+class SqlKVStore:
+    """One table of (key, value) in a SQL store (a sqlite file, or PostgreSQL shared by replicas),
+    namespaced by a key prefix."""
 
-    def __init__(self, path: str | Path, namespace: str = "") -> None:
+    def __init__(self, db: AlchemyStore, namespace: str = "") -> None:
         self._ns = f"{namespace}:" if namespace else ""
-        self._db = SqliteDB(path)
-        schema = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        self._db.run_sync(lambda conn: conn.execute(schema))
+        self._db = db
+        self.shared = db.shared
+        self._ready = False
+
+    async def _table(self) -> Table:
+        if not self._ready:
+            await self._db.create(_KV_TABLES)
+            self._ready = True
+        return KV
 
     async def get(self, key: str) -> str | None:
-        rows = await self._db.execute("SELECT value FROM kv WHERE key = ?", (self._ns + key,))
+        kv = await self._table()
+        rows = await self._db.fetch(select(kv.c.value).where(kv.c.key == self._ns + key))
         return str(rows[0][0]) if rows else None
 
     async def set(self, key: str, value: str) -> None:
-        sql = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-        await self._db.execute(sql, (self._ns + key, value))
+        kv = await self._table()
+        await self._db.execute(self._db.upsert(kv, {"key": self._ns + key, "value": value}, ["key"]))
 
     async def delete(self, key: str) -> None:
-        await self._db.execute("DELETE FROM kv WHERE key = ?", (self._ns + key,))
+        kv = await self._table()
+        await self._db.execute(kv.delete().where(kv.c.key == self._ns + key))
 
     async def range(self, prefix: str) -> list[tuple[str, str]]:
+        kv = await self._table()
         start = self._ns + prefix
-        sql = "SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key"
-        rows = await self._db.execute(sql, (start, start + "\U0010ffff"))
+        # substr, not LIKE (case-blind in sqlite) or a range (collation-dependent in PostgreSQL)
+        query = select(kv.c.key, kv.c.value).where(func.substr(kv.c.key, 1, len(start)) == start)
         cut = len(self._ns)
-        return [(k[cut:], v) for k, v in rows]
+        return sorted((k[cut:], v) for k, v in await self._db.fetch(query))
 
     async def close(self) -> None:
         await self._db.close()
+
+
+class RedisKVStore:
+    """Keys in Redis (shared by every replica that names the same server), namespaced by a key prefix;
+    `range` walks the namespace with SCAN, so it is for the registry's few keys, not bulk data."""
+
+    def __init__(self, url: str, namespace: str = "") -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:
+            raise MissingPackageError("redis", "redis") from exc
+        self._ns = f"stackkit:{namespace}:" if namespace else "stackkit:"
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.shared = True
+
+    async def get(self, key: str) -> str | None:
+        value = await self._redis.get(self._ns + key)
+        return str(value) if value is not None else None
+
+    async def set(self, key: str, value: str) -> None:
+        await self._redis.set(self._ns + key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(self._ns + key)
+
+    async def range(self, prefix: str) -> list[tuple[str, str]]:
+        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self._ns + prefix) + "*"  # the prefix, glob-escaped
+        keys = sorted([k async for k in self._redis.scan_iter(match=pattern, count=500)])
+        values = await self._redis.mget(keys) if keys else []
+        cut = len(self._ns)
+        return [(k[cut:], str(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 class StateLock:
@@ -133,49 +181,73 @@ def _url_hint(holder: str) -> str:
 
 
 def state_dir(config: RunConfig) -> Path | None:
-    """The directory holding the stack's sqlite registry, where its other stores live too (None when the
-    registry is in memory: then so is everything else the stack keeps)."""
-    backend_name = config.storage.stores.get("registry")
-    backend = config.storage.backends.get(backend_name) if backend_name else StorageBackend(type="sqlite")
-    if backend is None or backend.type != "sqlite":
+    """The directory holding the stack's sqlite registry, where its other sqlite stores live too (None when
+    the registry is in memory or on a server: then no local state is kept)."""
+    backend = _backend(config, "registry")
+    if backend.type != "sqlite":
         return None
     path = Path(backend.db_path).expanduser() if backend.db_path else default_state_dir(config.distro_name) / "x"
     return path.parent
 
 
 def state_lock(config: RunConfig) -> StateLock | None:
-    """The lock of the stack's state directory (none for an in-memory stack)."""
+    """The lock of the stack's state directory (none for an in-memory or server-backed stack)."""
     directory = state_dir(config)
     return StateLock(directory) if directory is not None else None
 
 
-def open_sqldb(config: RunConfig, name: str) -> SqliteDB:
-    """The SQL store `name` (a sqlite file in the state directory, or in memory for an in-memory stack)."""
-    directory = state_dir(config)
-    return SqliteDB(directory / f"{name}.db" if directory is not None else ":memory:")
+def open_sqldb(config: RunConfig, name: str) -> AlchemyStore:
+    """The SQL store `name`: on the backend `storage.stores.<name>` (or `.sql`) names, else on the registry's
+    PostgreSQL, else a sqlite file `<name>.db` in the state directory (in memory for an in-memory stack)."""
+    store = next((s for s in (name, "sql") if s in config.storage.stores), None)
+    backend = _backend(config, store) if store is not None else None
+    if backend is None and _backend(config, "registry").type == "postgres":
+        store, backend = "registry", _backend(config, "registry")
+    if backend is None or store is None:
+        directory = state_dir(config)
+        return AlchemyStore(sqlite_url(directory / f"{name}.db" if directory is not None else None))
+    if backend.type == "postgres":
+        return AlchemyStore(postgres_url(_url(config, store, backend)))
+    if backend.type == "sqlite":
+        path = Path(backend.db_path).expanduser().parent if backend.db_path else default_state_dir(config.distro_name)
+        return AlchemyStore(sqlite_url(path / f"{name}.db"))
+    if backend.type == "memory":
+        return AlchemyStore(sqlite_url(None))
+    raise config.error(f"store '{store}' holds SQL tables; give it a sqlite, postgres or memory backend, not "
+                       f"{backend.type}", "storage", "stores", store)
 
 
 def open_kvstore(config: RunConfig, store: str = "registry") -> KVStore:
     """The KV store named `store` in config.storage (sqlite under the state dir by default)."""
-    backend_name = config.storage.stores.get(store)
-    if backend_name is None:
-        backend = StorageBackend(type="sqlite")
-    elif backend_name in config.storage.backends:
-        backend = config.storage.backends[backend_name]
-    else:
-        known = ", ".join(config.storage.backends) or "none"
-        raise config.error(
-            f"store '{store}' uses backend '{backend_name}', which is not defined under storage.backends "
-            f"(defined: {known}); add it or fix the name",
-            "storage",
-            "stores",
-            store,
-        )
+    backend = _backend(config, store)
     if backend.type == "memory":
         return MemoryKVStore()
     if backend.type == "sqlite":
         path = backend.db_path or str(default_state_dir(config.distro_name) / "kvstore.db")
-        return SqliteKVStore(path, namespace=store)
-    raise config.error(
-        f"unknown storage backend type '{backend.type}'; use 'sqlite' or 'memory'", "storage", "backends"
-    )
+        return SqlKVStore(AlchemyStore(sqlite_url(path)), namespace=store)
+    if backend.type == "postgres":
+        return SqlKVStore(AlchemyStore(postgres_url(_url(config, store, backend))), namespace=store)
+    if backend.type == "redis":
+        return RedisKVStore(_url(config, store, backend), namespace=store)
+    raise config.error(f"unknown storage backend type '{backend.type}'; use sqlite, memory, postgres or redis",
+                       "storage", "backends")
+
+
+def _backend(config: RunConfig, store: str) -> StorageBackend:
+    backend_name = config.storage.stores.get(store)
+    if backend_name is None:
+        return StorageBackend(type="sqlite")
+    if backend_name not in config.storage.backends:
+        known = ", ".join(config.storage.backends) or "none"
+        raise config.error(
+            f"store '{store}' uses backend '{backend_name}', which is not defined under storage.backends "
+            f"(defined: {known}); add it or fix the name", "storage", "stores", store)
+    return config.storage.backends[backend_name]
+
+
+def _url(config: RunConfig, store: str, backend: StorageBackend) -> str:
+    if not backend.url:
+        raise config.error(f"the {backend.type} backend of store '{store}' has no url; set url (e.g. "
+                           f"{'postgresql://user:pass@host:5432/db' if backend.type == 'postgres' else 'redis://host:6379/0'})",
+                           "storage", "backends")
+    return backend.url

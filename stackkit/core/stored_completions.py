@@ -1,4 +1,4 @@
-"""Stored chat completions: rows in a sqlite table, written off the request path.
+"""Stored chat completions: rows in a SQL table (sqlite or PostgreSQL), written off the request path.
 
 A completion created with ``store: true`` is put on a bounded queue and answered; one writer task commits
 what the queue holds in batches (one transaction each). A full queue makes the next storing request wait
@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import SQLAlchemyError
 
 from stackkit.apis.datatypes import Metadata
 from stackkit.apis.inference import (
@@ -43,17 +45,20 @@ from stackkit.apis.stored_completions import (
     StoredMessageList,
     UpdateStoredCompletionRequest,
 )
-from stackkit.core.sqlite import SqliteDB
+from stackkit.core.sql import SqlStore
 from stackkit.core.streams import Stream, aclose
 from stackkit.errors import InvalidRequestError, NotFoundError
 
 log = logging.getLogger("stackkit.stored_completions")
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS stored_completions (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
-    "model TEXT NOT NULL, completion TEXT NOT NULL, messages TEXT NOT NULL, metadata TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS stored_completions_model ON stored_completions (model, seq)",
-]
-_INSERT = "INSERT INTO stored_completions (id, model, completion, messages, metadata) VALUES (?, ?, ?, ?, ?)"
+TABLES = MetaData()
+COMPLETIONS = Table(
+    "stored_completions", TABLES,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True), Column("model", String, nullable=False),
+    Column("completion", Text, nullable=False), Column("messages", Text, nullable=False),
+    Column("metadata", JSON().with_variant(JSONB, "postgresql"), nullable=False),
+    Index("stored_completions_model", "model", "seq"),
+    sqlite_autoincrement=True)
 _BATCH = 256
 
 
@@ -140,20 +145,17 @@ def _stored_messages(request: ChatCompletionRequest, completion_id: str) -> list
 class CompletionStore:
     """The StoredCompletions API, and `record()`, which the inference router calls for ``store: true``."""
 
-    def __init__(self, db: SqliteDB, queue_size: int = 1024) -> None:
+    def __init__(self, db: SqlStore, queue_size: int = 1024) -> None:
         self.db = db
         self.queue_size = queue_size
-        self._queue: asyncio.Queue[tuple[str, str, str, str, str]] | None = None
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._progress: asyncio.Condition | None = None
         self._enqueued = 0
         self._written = 0
 
-        def create(conn: sqlite3.Connection) -> None:
-            for statement in SCHEMA:
-                conn.execute(statement)
-
-        db.run_sync(create)
+    async def open(self) -> None:
+        await self.db.create(TABLES)
 
     async def record(self, request: ChatCompletionRequest, completion: ChatCompletion,
                      metadata: dict[str, str]) -> None:
@@ -161,8 +163,8 @@ class CompletionStore:
         if self._queue is None:
             self._queue, self._progress = asyncio.Queue(self.queue_size), asyncio.Condition()
             self._writer = asyncio.get_running_loop().create_task(self._write_forever(), name="stored-completions")
-        row = (completion.id, completion.model, completion.model_dump_json(),
-               json.dumps(_stored_messages(request, completion.id)), json.dumps(metadata))
+        row = {"id": completion.id, "model": completion.model, "completion": completion.model_dump_json(),
+               "messages": json.dumps(_stored_messages(request, completion.id)), "metadata": metadata}
         await self._queue.put(row)
         self._enqueued += 1
 
@@ -178,9 +180,9 @@ class CompletionStore:
             delay = 0.05
             while True:
                 try:
-                    await self.db.run(lambda conn, rows=batch: _insert(conn, rows))  # type: ignore[misc]
+                    await self.db.execute(COMPLETIONS.insert(), batch)
                     break
-                except sqlite3.Error as exc:
+                except SQLAlchemyError as exc:
                     log.error("could not store %d chat completions (%s); retrying in %.2f s", len(batch), exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -197,8 +199,9 @@ class CompletionStore:
             await self._progress.wait_for(lambda: self._written >= target)
 
     async def shutdown(self, timeout_s: float = 30.0) -> None:
-        """Flush the queue, then stop the writer."""
+        """Flush the queue, then stop the writer and close the store."""
         if self._writer is None:
+            await self.db.close()
             return
         try:
             await asyncio.wait_for(self._caught_up(), timeout_s)
@@ -208,39 +211,38 @@ class CompletionStore:
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+        await self.db.close()
 
     # ---- the API ----------------------------------------------------------------------------
 
-    async def _row(self, completion_id: str) -> tuple[Any, ...]:
+    async def _row(self, completion_id: str) -> tuple[int, str, str, dict[str, str]]:
         await self._caught_up()
-        rows = await self.db.execute("SELECT seq, completion, messages, metadata FROM stored_completions WHERE id = ?",
-                                     (completion_id,))
+        c = COMPLETIONS.c
+        rows = await self.db.fetch(select(c.seq, c.completion, c.messages, c.metadata).where(c.id == completion_id))
         if not rows:
             raise NotFoundError(f"Chat completion '{completion_id}' not found; only completions created with "
                                 "store: true are kept (GET /v1/chat/completions lists them).",
                                 code="completion_not_found", param="completion_id")
-        return rows[0]
+        seq, completion, messages, metadata = rows[0]
+        return seq, completion, messages, metadata
 
     @staticmethod
-    def _view(completion: str, metadata: str) -> StoredCompletion:
-        return StoredCompletion.model_validate({**json.loads(completion), "metadata": json.loads(metadata)})
+    def _view(completion: str, metadata: dict[str, str]) -> StoredCompletion:
+        return StoredCompletion.model_validate({**json.loads(completion), "metadata": metadata})
 
     async def list_stored_completions(self, request: ListStoredCompletionsRequest) -> StoredCompletionList:
         await self._caught_up()
-        where, args = ["1 = 1"], []
+        c = COMPLETIONS.c
+        query = select(c.completion, c.metadata)
         if request.model is not None:
-            where.append("model = ?")
-            args.append(request.model)
+            query = query.where(c.model == request.model)
         for key, value in (request.metadata or {}).items():
-            where.append("EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)")
-            args += [key, value]
+            query = query.where(c.metadata[key].as_string() == value)
         if request.after is not None:
             seq = (await self._row(request.after))[0]
-            where.append("seq > ?" if request.order == "asc" else "seq < ?")
-            args.append(seq)
-        sql = (f"SELECT completion, metadata FROM stored_completions WHERE {' AND '.join(where)} "
-               f"ORDER BY seq {request.order.upper()} LIMIT ?")
-        rows = await self.db.execute(sql, (*args, request.limit + 1))
+            query = query.where(c.seq > seq if request.order == "asc" else c.seq < seq)
+        order = c.seq.asc() if request.order == "asc" else c.seq.desc()
+        rows = await self.db.fetch(query.order_by(order).limit(request.limit + 1))
         page = [self._view(*r) for r in rows[:request.limit]]
         return StoredCompletionList(data=page, first_id=page[0].id if page else None,
                                     last_id=page[-1].id if page else None, has_more=len(rows) > request.limit)
@@ -262,22 +264,13 @@ class CompletionStore:
 
     async def update_stored_completion(self, request: UpdateStoredCompletionRequest) -> StoredCompletion:
         _, completion, _, _ = await self._row(request.completion_id)
-        metadata = json.dumps(request.metadata or {})
-        await self.db.execute("UPDATE stored_completions SET metadata = ? WHERE id = ?",
-                              (metadata, request.completion_id))
+        metadata = request.metadata or {}
+        await self.db.execute(COMPLETIONS.update().where(COMPLETIONS.c.id == request.completion_id)
+                              .values(metadata=metadata))
         return self._view(completion, metadata)
 
     async def delete_stored_completion(self, request: CompletionIdRequest) -> StoredCompletionDeleted:
         await self._row(request.completion_id)
-        await self.db.execute("DELETE FROM stored_completions WHERE id = ?", (request.completion_id,))
+        await self.db.execute(COMPLETIONS.delete().where(COMPLETIONS.c.id == request.completion_id))
         return StoredCompletionDeleted(id=request.completion_id)
 
-
-def _insert(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str, str]]) -> None:
-    conn.execute("BEGIN")
-    try:
-        conn.executemany(_INSERT, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -6,12 +6,9 @@ client leaves; 429s with Retry-After and OpenAI's error body; and with Redis (a 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,30 +111,6 @@ def test_library_client_principals_are_limited_too(tmp_path: Path) -> None:
     with LibraryClient(config, principal="ada") as ada:
         for _ in range(3):
             _chat(ada)  # the rule names grace only
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("These tests need redis-server: `apt-get install redis-server` (./scripts/test does it as root).")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    import redis
-
-    client = redis.Redis(port=port)
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_one_quota_holds_across_two_replicas_through_redis(tmp_path: Path, redis_url: str) -> None:

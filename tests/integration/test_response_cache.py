@@ -15,7 +15,6 @@ import pytest
 from stackkit.core.config import RunConfig, parse_config
 from stackkit.providers.inline.fake_inference import FakeInference
 from stackkit.testing.live_server import LiveServer
-from tests.integration.test_quotas import redis_url  # noqa: F401 - the real redis-server fixture
 
 ALICE, BOB = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef0"
 HI: Any = [{"role": "user", "content": "what is two plus two"}]
@@ -90,7 +89,7 @@ def test_streams_are_cached_whole_and_replayed(tmp_path: Path) -> None:
         assert _ask(alice, temperature=0)[0] == "hit"  # the stream's answer serves a plain request too
 
 
-def test_replicas_share_the_cache_through_redis(tmp_path: Path, redis_url: str) -> None:  # noqa: F811
+def test_replicas_share_the_cache_through_redis(tmp_path: Path, redis_url: str) -> None:
     with LiveServer(_config(tmp_path / "a", redis_url)) as one, LiveServer(_config(tmp_path / "b", redis_url)) as two, \
             openai.OpenAI(base_url=one.base_url, api_key=ALICE, max_retries=0) as via_one, \
             openai.OpenAI(base_url=two.base_url, api_key=ALICE, max_retries=0) as via_two:

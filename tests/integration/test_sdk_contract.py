@@ -153,10 +153,10 @@ async def test_library_client_works_inside_a_running_loop(tmp_path: Path) -> Non
 async def test_localfs_rejects_ids_that_are_not_file_ids(tmp_path: Path) -> None:
     from stackkit.apis.files import FileIdRequest
     from stackkit.errors import NotFoundError
-    from stackkit.providers.inline.localfs import LocalFSConfig, LocalFSFiles
+    from stackkit.providers.inline.localfs import LocalFSConfig, create
 
     (tmp_path / "secret").write_text("top secret")
-    files = LocalFSFiles(LocalFSConfig(storage_dir=str(tmp_path / "files")))
+    files = await create(LocalFSConfig(storage_dir=str(tmp_path / "files")), {})
     try:
         for hostile in ("../secret", "..", "files.db", "/etc/passwd", "file-" + "0" * 31 + "/"):
             with pytest.raises(NotFoundError):
@@ -177,7 +177,9 @@ def test_files_expire(tmp_path: Path) -> None:
         with pytest.raises(openai.BadRequestError):
             client.files.create(file=("c.txt", b"c"), purpose="assistants", expires_after={"seconds": 5})
         files = client.stack.impls[Api.files]
-        files.db.run_sync(lambda c: c.execute("UPDATE files SET expires_at = 1 WHERE id = ?", (doomed.id,)))
+        from stackkit.providers.inline.localfs import FILES
+
+        client._call(files.db.execute(FILES.update().where(FILES.c.id == doomed.id).values(expires_at=1)))
         assert [f.id for f in client.files.list()] == [kept.id]
         with pytest.raises(openai.NotFoundError):
             client.files.content(doomed.id)

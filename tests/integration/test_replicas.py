@@ -1,0 +1,130 @@
+"""Two `stackkit run` replicas (real subprocesses) on one real PostgreSQL and one real Redis, through the
+openai SDK: a model registered, a file uploaded (on a shared directory), a response, a conversation and a
+stored completion made through one are usable through the other at once, deletes are seen too, each
+team's resources stay its own across replicas, and one quota of N requests/min holds for both together.
+The registry runs on PostgreSQL and, in the second case, on Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.processes import start_stackkit
+
+KEYS = {"alice": "sk-alice-0123456789abcdef", "bob": "sk-bob-0123456789abcdef00"}
+TEAMS = {"alice": "red", "bob": "blue"}
+QUOTA = 40  # requests per minute per principal, for both replicas together
+
+
+def _config(path: Path, postgres_url: str, redis_url: str, registry: str) -> Path:
+    keys = ", ".join(f"{{principal: {p}, key: {k}, attributes: {{team: {TEAMS[p]}}}}}" for p, k in KEYS.items())
+    path.write_text(textwrap.dedent(f"""
+        version: 2
+        distro_name: replicas
+        providers:
+          inference: [{{provider_id: fake, provider_type: inline::fake}}]
+          files:
+            - {{provider_id: disk, provider_type: inline::localfs,
+                config: {{storage_dir: "{path.parent}/shared-files", metadata_url: "{postgres_url}"}}}}
+        registered_resources:
+          models: [{{model_id: echo, provider_id: fake, provider_model_id: fake-llm}}]
+        storage:
+          backends:
+            pg: {{type: postgres, url: "{postgres_url}"}}
+            cache: {{type: redis, url: "{redis_url}"}}
+          stores: {{registry: {registry}, sql: pg}}
+        server: {{auth: {{api_keys: [{keys}]}}}}
+        quotas: {{redis_url: "{redis_url}", rules: [{{requests_per_minute: {QUOTA}}}]}}
+        """))
+    return path
+
+
+@pytest.fixture(params=["pg", "cache"], ids=["registry-on-postgres", "registry-on-redis"])
+def replicas(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str,
+             redis_url: str) -> Iterator[tuple[str, str]]:
+    config = _config(tmp_path / "run.yaml", postgres_url, redis_url, request.param)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        bases = []
+        for _ in range(2):
+            proc, base = start_stackkit(config, timeout_s=30)
+            procs.append(proc)
+            bases.append(base)
+        yield bases[0], bases[1]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(15)
+
+
+def _sdk(base: str, who: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base, api_key=KEYS[who], max_retries=0)
+
+
+def _chat(sdk: Any, model: str = "echo", **kw: Any) -> Any:
+    return sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello there"}], **kw)
+
+
+def test_what_one_replica_makes_the_other_serves_at_once(replicas: tuple[str, str]) -> None:
+    one, two = _sdk(replicas[0], "alice"), _sdk(replicas[1], "alice")
+    bob_two = _sdk(replicas[1], "bob")
+
+    registered = httpx.post(f"{replicas[0]}/models", headers={"Authorization": f"Bearer {KEYS['alice']}"},
+                            json={"model_id": "runtime-echo", "provider_id": "fake", "provider_model_id": "fake-llm"})
+    assert registered.status_code == 200, registered.text
+    assert _chat(two, "runtime-echo").choices[0].message.content == "hello there"
+    assert "runtime-echo" in {m.id for m in two.models.list()}
+
+    upload = one.files.create(file=("notes.txt", b"the shared word is heliotrope"), purpose="assistants")
+    assert two.files.retrieve(upload.id).filename == "notes.txt"
+    assert two.files.content(upload.id).read() == b"the shared word is heliotrope"
+    assert upload.id in {f.id for f in two.files.list()}
+
+    first = one.responses.create(model="echo", input="remember me")
+    assert two.responses.retrieve(first.id).output_text == first.output_text
+    follow = two.responses.create(model="echo", input="and again", previous_response_id=first.id)
+    assert follow.previous_response_id == first.id and follow.output_text == "and again"
+
+    conversation = one.conversations.create(metadata={"topic": "replicas"})
+    two.conversations.items.create(conversation.id, items=[{"type": "message", "role": "user", "content": "hi"}])
+    one.responses.create(model="echo", input="from one", conversation=conversation.id)
+    texts = [i.content[0].text for i in two.conversations.items.list(conversation.id, order="asc").data]  # type: ignore[union-attr]
+    assert texts == ["hi", "from one", "from one"]  # the user turn, then the echo
+
+    stored = _chat(one, store=True, metadata={"run": "replicas"})
+    assert two.chat.completions.retrieve(stored.id).id == stored.id
+
+    for missing in (lambda: bob_two.files.retrieve(upload.id), lambda: bob_two.responses.retrieve(first.id),
+                    lambda: bob_two.conversations.retrieve(conversation.id)):
+        with pytest.raises(openai.NotFoundError):  # another team's, on the replica that did not make it
+            missing()
+
+    two.files.delete(upload.id)
+    with pytest.raises(openai.NotFoundError):
+        one.files.retrieve(upload.id)
+    two.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        one.responses.retrieve(first.id)
+    assert httpx.delete(f"{replicas[1]}/models/runtime-echo",
+                        headers={"Authorization": f"Bearer {KEYS['alice']}"}).status_code == 200
+    with pytest.raises(openai.NotFoundError):
+        _chat(one, "runtime-echo")
+
+
+def test_one_quota_holds_across_both_replicas(replicas: tuple[str, str]) -> None:
+    sdks = [_sdk(replicas[0], "bob"), _sdk(replicas[1], "bob")]
+    answered = refused = 0
+    for i in range(QUOTA + 10):
+        try:
+            _chat(sdks[i % 2])
+            answered += 1
+        except openai.RateLimitError:
+            refused += 1
+    assert (answered, refused) == (QUOTA, 10)
