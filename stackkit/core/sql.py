@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable
@@ -53,7 +53,11 @@ class AlchemyStore:
 
     async def create(self, tables: MetaData) -> None:
         """Create the tables (and indexes) that do not exist yet."""
-        await self.run(tables.create_all)
+        def create(conn: Connection) -> None:
+            lock_schema(conn)
+            tables.create_all(conn)
+
+        await self.run(create)
 
     async def fetch(self, statement: Executable) -> list[Any]:
         """The rows a query returns (SQLAlchemy Rows: tuples with attribute access by column name)."""
@@ -87,6 +91,13 @@ class AlchemyStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.dispose)
+
+
+def lock_schema(conn: Connection) -> None:
+    """On PostgreSQL, wait for the schema lock until the transaction ends: replicas starting together on an
+    empty database would otherwise race to create the same tables (CREATE ... IF NOT EXISTS is not atomic)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7250313)"))
 
 
 def sqlite_url(path: str | Path | None) -> str:

@@ -1,13 +1,15 @@
 """Two `stackkit run` replicas (real subprocesses) on one real PostgreSQL and one real Redis, through the
-openai SDK: a model registered, a file uploaded (on a shared directory), a response, a conversation and a
-stored completion made through one are usable through the other at once, deletes are seen too, each
-team's resources stay its own across replicas, and one quota of N requests/min holds for both together.
+openai SDK: a model registered, a file uploaded (on a shared directory), a response, a conversation, a
+stored completion and a pgvector vector store made through one are usable through the other at once,
+deletes are seen too, each team's resources stay its own across replicas, and one quota of N requests/min
+holds for both together.
 The registry runs on PostgreSQL and, in the second case, on Redis."""
 
 from __future__ import annotations
 
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,12 @@ def _config(path: Path, postgres_url: str, redis_url: str, registry: str) -> Pat
           files:
             - {{provider_id: disk, provider_type: inline::localfs,
                 config: {{storage_dir: "{path.parent}/shared-files", metadata_url: "{postgres_url}"}}}}
+          vector_io:
+            - {{provider_id: pg, provider_type: remote::pgvector, config: {{url: "{postgres_url}",
+                embedding_model: embedder}}}}
         registered_resources:
-          models: [{{model_id: echo, provider_id: fake, provider_model_id: fake-llm}}]
+          models: [{{model_id: echo, provider_id: fake, provider_model_id: fake-llm}},
+                   {{model_id: embedder, provider_id: fake, provider_model_id: fake-embed, model_type: embedding}}]
         storage:
           backends:
             pg: {{type: postgres, url: "{postgres_url}"}}
@@ -101,11 +107,26 @@ def test_what_one_replica_makes_the_other_serves_at_once(replicas: tuple[str, st
     stored = _chat(one, store=True, metadata={"run": "replicas"})
     assert two.chat.completions.retrieve(stored.id).id == stored.id
 
+    store = one.vector_stores.create(name="shared", file_ids=[upload.id])
+    _wait_ingested(two, store.id)
+    found = two.vector_stores.search(store.id, query="heliotrope", extra_body={"search_mode": "keyword"})
+    assert [r.file_id for r in found.data] == [upload.id]
+    later = two.files.create(file=("later.txt", b"a note about tangerines"), purpose="assistants")
+    two.vector_stores.files.create(store.id, file_id=later.id)
+    _wait_ingested(one, store.id)
+    found = one.vector_stores.search(store.id, query="a note about tangerines", extra_body={"search_mode": "vector"})
+    assert found.data[0].file_id == later.id and found.data[0].score == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(openai.NotFoundError):
+        bob_two.vector_stores.search(store.id, query="heliotrope")
+
     for missing in (lambda: bob_two.files.retrieve(upload.id), lambda: bob_two.responses.retrieve(first.id),
                     lambda: bob_two.conversations.retrieve(conversation.id)):
         with pytest.raises(openai.NotFoundError):  # another team's, on the replica that did not make it
             missing()
 
+    two.vector_stores.delete(store.id)
+    with pytest.raises(openai.NotFoundError):
+        one.vector_stores.retrieve(store.id)
     two.files.delete(upload.id)
     with pytest.raises(openai.NotFoundError):
         one.files.retrieve(upload.id)
@@ -118,6 +139,13 @@ def test_what_one_replica_makes_the_other_serves_at_once(replicas: tuple[str, st
         _chat(one, "runtime-echo")
 
 
+def _wait_ingested(sdk: openai.OpenAI, store_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while sdk.vector_stores.retrieve(store_id).file_counts.in_progress:
+        assert time.monotonic() < deadline, "ingestion did not finish"
+        time.sleep(0.05)
+
+
 def test_one_quota_holds_across_both_replicas(replicas: tuple[str, str]) -> None:
     sdks = [_sdk(replicas[0], "bob"), _sdk(replicas[1], "bob")]
     answered = refused = 0
@@ -128,3 +156,23 @@ def test_one_quota_holds_across_both_replicas(replicas: tuple[str, str]) -> None
         except openai.RateLimitError:
             refused += 1
     assert (answered, refused) == (QUOTA, 10)
+
+
+def test_replicas_started_together_on_an_empty_database_all_come_up(tmp_path: Path, postgres_url: str,
+                                                                    redis_url: str) -> None:
+    """Each creates the tables that do not exist yet: at the same moment, on a fresh database."""
+    import concurrent.futures
+
+    config = _config(tmp_path / "run.yaml", postgres_url, redis_url, "pg")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(start_stackkit, config, 60) for _ in range(4)]
+        concurrent.futures.wait(futures)
+    started = [f.result() for f in futures if f.exception() is None]
+    try:
+        assert len(started) == 4, [str(f.exception()) for f in futures if f.exception() is not None]
+        for _, base in started:
+            assert _chat(_sdk(base, "alice")).choices[0].message.content == "hello there"
+    finally:
+        for proc, _ in started:
+            proc.terminate()
+            proc.wait(15)

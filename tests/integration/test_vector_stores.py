@@ -17,7 +17,7 @@ from stackkit.testing.live_server import LiveServer
 from tests.chroma_server import ChromaServer
 from tests.processes import start_stackkit
 
-BACKENDS = ["faiss", "faiss-tantivy", "sqlite-vec", "chroma"]
+BACKENDS = ["faiss", "faiss-tantivy", "sqlite-vec", "chroma", "pgvector"]
 KEYWORD = {"search_mode": "keyword"}
 DOCS = {
     "cats.md": b"# Cats\n\nCats purr when they are happy. Kittens sleep most of the day.",
@@ -34,15 +34,22 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
-def vector_config(backend: str, root: Path, chroma_url: str, embed_delay: float = 0.0) -> RunConfig:
+def server_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The real server a backend needs: a Chroma server, or a new PostgreSQL database with pgvector."""
+    return {"chroma": lambda: request.getfixturevalue("chroma"),
+            "pgvector": lambda: request.getfixturevalue("postgres_url")}.get(backend, lambda: "")()
+
+
+def vector_config(backend: str, root: Path, url: str, embed_delay: float = 0.0) -> RunConfig:
     common = "embedding_model: embed, max_concurrent_ingestions: 2"
     vector = {
         "faiss": f"provider_type: inline::faiss\n      config: {{storage_dir: '{root}/faiss', {common}}}",
         "faiss-tantivy": f"provider_type: inline::faiss\n      config: {{storage_dir: '{root}/faiss', {common}, "
                          "keyword_index: tantivy}",
         "sqlite-vec": f"provider_type: inline::sqlite-vec\n      config: {{db_path: '{root}/vec.db', {common}}}",
-        "chroma": f"provider_type: remote::chroma\n      config: {{url: '{chroma_url}', storage_dir: "
+        "chroma": f"provider_type: remote::chroma\n      config: {{url: '{url}', storage_dir: "
                   f"'{root}/chroma', {common}}}",
+        "pgvector": f"provider_type: remote::pgvector\n      config: {{url: '{url}', {common}}}",
     }[backend]
     text = f"""
 providers:
@@ -75,8 +82,8 @@ def wait_done(client: Any, store_id: str, timeout: float = 30) -> Any:
 @pytest.fixture(params=[(b, t) for b in BACKENDS for t in ("http", "library")], ids=lambda p: f"{p[0]}-{p[1]}")
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     backend, transport = request.param
-    chroma_url = request.getfixturevalue("chroma") if backend == "chroma" else ""
-    config = vector_config(backend, tmp_path, chroma_url)
+    url = server_url(backend, request)
+    config = vector_config(backend, tmp_path, url)
     if transport == "library":
         from stackkit import LibraryClient
 
@@ -186,8 +193,8 @@ def test_unknown_file_and_bad_chunking(client: Any) -> None:
 def test_search_survives_restart(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import openai
 
-    chroma_url = request.getfixturevalue("chroma") if backend == "chroma" else ""
-    config = vector_config(backend, tmp_path, chroma_url)
+    url = server_url(backend, request)
+    config = vector_config(backend, tmp_path, url)
     query: dict[str, Any] = {"query": "quarterly tax deadline", "extra_body": {"search_mode": "hybrid"}}
     with LiveServer(config) as server, openai.OpenAI(base_url=server.base_url, api_key="none") as sdk:
         ids = [upload(sdk, name, body).id for name, body in DOCS.items()]
@@ -200,8 +207,9 @@ def test_search_survives_restart(backend: str, tmp_path: Path, request: pytest.F
     assert after == before and before
 
 
-@pytest.mark.parametrize("backend", ["faiss", "faiss-tantivy", "sqlite-vec"])
-def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["faiss", "faiss-tantivy", "sqlite-vec", "pgvector"])
+def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path, request: pytest.FixtureRequest
+                                                   ) -> None:
     """kill -9 the server mid-batch, restart: every `completed` file is fully searchable, and files
     completed before the batch are intact; interrupted files are ingested again."""
     import os
@@ -210,7 +218,8 @@ def test_kill_during_batch_ingestion_loses_nothing(backend: str, tmp_path: Path)
     import openai
 
     config_path = tmp_path / "run.yaml"
-    text = vector_config(backend, tmp_path, "", embed_delay=0.05).model_dump(mode="json", exclude_defaults=True)
+    text = vector_config(backend, tmp_path, server_url(backend, request), embed_delay=0.05).model_dump(
+        mode="json", exclude_defaults=True)
     import yaml
 
     config_path.write_text(yaml.safe_dump(text))

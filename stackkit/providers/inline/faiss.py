@@ -25,6 +25,7 @@ from pydantic import Field
 
 from stackkit.apis.datatypes import Api
 from stackkit.errors import MissingPackageError
+from stackkit.providers.utils.vector_meta import sqlite_connection
 from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, VectorStoreService
 
 
@@ -251,5 +252,5 @@ async def create(config: FaissConfig, deps: dict[Api, Any]) -> VectorStoreServic
     root = Path(config.storage_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
-    return VectorStoreService(config, db, lambda: FaissIndex(root, db, config), deps[Api.inference],
+    return VectorStoreService(config, sqlite_connection(db), lambda: FaissIndex(root, db, config), deps[Api.inference],
                               deps.get(Api.files))

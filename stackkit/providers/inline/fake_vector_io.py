@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from stackkit.apis.datatypes import Api
+from stackkit.providers.utils.vector_meta import sqlite_connection
 from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, VectorStoreService
 
 
@@ -47,4 +48,4 @@ class MemoryIndex:
 
 async def create(config: FakeVectorIOConfig, deps: dict[Api, Any]) -> VectorStoreService:
     db = sqlite3.connect(":memory:", check_same_thread=False)
-    return VectorStoreService(config, db, MemoryIndex, deps[Api.inference], deps.get(Api.files))
+    return VectorStoreService(config, sqlite_connection(db), MemoryIndex, deps[Api.inference], deps.get(Api.files))

@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from stackkit.apis.datatypes import Api, DeleteResponse, ProviderConfigBase
 from stackkit.apis.files import FileIdRequest, FileList, FileObject, ListFilesRequest, UploadFileRequest
-from stackkit.core.sql import AlchemyStore, SqlStore, postgres_url, sqlite_url
+from stackkit.core.sql import AlchemyStore, SqlStore, lock_schema, postgres_url, sqlite_url
 from stackkit.errors import NotFoundError, RequestTooLargeError
 
 
@@ -157,6 +157,7 @@ class LocalFSFiles:
 
 
 def _migrate(conn: Connection) -> None:
+    lock_schema(conn)
     if inspect(conn).has_table("files"):
         columns = {c["name"] for c in inspect(conn).get_columns("files")}
         if "expires_at" not in columns:  # a store made before files could expire

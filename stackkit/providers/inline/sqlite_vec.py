@@ -17,6 +17,7 @@ from pydantic import Field
 
 from stackkit.apis.datatypes import Api
 from stackkit.errors import MissingPackageError
+from stackkit.providers.utils.vector_meta import sqlite_connection
 from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, VectorStoreService
 
 _SAFE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -92,5 +93,6 @@ async def create(config: SqliteVecConfig, deps: dict[Api, Any]) -> VectorStoreSe
     path = Path(config.db_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     db = connect(path)
-    service = VectorStoreService(config, db, lambda: SqliteVecIndex(db), deps[Api.inference], deps.get(Api.files))
+    service = VectorStoreService(config, sqlite_connection(db), lambda: SqliteVecIndex(db), deps[Api.inference],
+                                 deps.get(Api.files))
     return service

@@ -43,6 +43,18 @@ def available_providers() -> list[ProviderSpec]:
         ),
         ProviderSpec(
             api=Api.vector_io,
+            provider_type="remote::pgvector",
+            module="stackkit.providers.remote.pgvector",
+            config_class="stackkit.providers.remote.pgvector.PgVectorConfig",
+            pip_packages=("psycopg[binary]", "numpy"),
+            api_dependencies=(Api.inference,),
+            optional_api_dependencies=(Api.files,),
+            extra="pgvector",
+            description="Vector stores wholly in PostgreSQL with pgvector (HNSW per store, full-text keyword "
+                        "search); replicas on one database share them.",
+        ),
+        ProviderSpec(
+            api=Api.vector_io,
             provider_type="inline::fake",
             module="stackkit.providers.inline.fake_vector_io",
             config_class="stackkit.providers.inline.fake_vector_io.FakeVectorIOConfig",

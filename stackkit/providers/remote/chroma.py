@@ -16,6 +16,7 @@ from pydantic import Field
 
 from stackkit.apis.datatypes import Api
 from stackkit.errors import MissingPackageError, UpstreamError
+from stackkit.providers.utils.vector_meta import sqlite_connection
 from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, VectorStoreService
 
 
@@ -95,5 +96,5 @@ async def create(config: ChromaConfig, deps: dict[Api, Any]) -> VectorStoreServi
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / "vector_stores.db", check_same_thread=False)
     index = await asyncio.to_thread(ChromaIndex, config.url)
-    service = VectorStoreService(config, db, lambda: index, deps[Api.inference], deps.get(Api.files))
+    service = VectorStoreService(config, sqlite_connection(db), lambda: index, deps[Api.inference], deps.get(Api.files))
     return service

@@ -21,19 +21,14 @@ from pydantic import Field
 from sqlalchemy import Connection, create_engine, text
 
 from stackkit.apis.datatypes import Api
-from stackkit.core.sql import postgres_url
+from stackkit.core.sql import lock_schema, postgres_url
 from stackkit.errors import MissingPackageError, UpstreamError
-from stackkit.providers.utils.keywords import query_words
 from stackkit.providers.utils.vector_stores import VectorStoreConfigBase, VectorStoreService
 
 _SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     "CREATE TABLE IF NOT EXISTS pgvector_embeddings (id BIGINT PRIMARY KEY, store_id TEXT NOT NULL, "
     "embedding vector NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS pgvector_terms (id BIGINT PRIMARY KEY, store_id TEXT NOT NULL, "
-    "terms tsvector NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS pgvector_terms_gin ON pgvector_terms USING gin (terms)",
-    "CREATE INDEX IF NOT EXISTS pgvector_terms_store ON pgvector_terms (store_id)",
 ]
 
 
@@ -116,42 +111,6 @@ class PgVectorIndex:
         pass
 
 
-class PgKeywords:
-    """Keyword search on PostgreSQL full-text search ('simple' configuration: no stemming, any language)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def stage_add(self, rows: list[tuple[int, str, str]]) -> None:
-        if rows:
-            self.conn.execute(text("INSERT INTO pgvector_terms (id, store_id, terms) "
-                                   "VALUES (:id, :s, to_tsvector('simple', :t))"),
-                              [{"id": i, "s": s, "t": t} for i, s, t in rows])
-
-    def stage_remove(self, ids: list[int]) -> None:
-        for start in range(0, len(ids), 1000):
-            self.conn.execute(text("DELETE FROM pgvector_terms WHERE id = ANY(:ids)"), {"ids": ids[start:start + 1000]})
-
-    def stage_drop(self, store_id: str) -> None:
-        self.conn.execute(text("DELETE FROM pgvector_terms WHERE store_id = :s"), {"s": store_id})
-
-    def committed(self) -> None:
-        pass
-
-    def search(self, store_id: str, query: str, k: int) -> list[tuple[int, float]]:
-        words = query_words(query)
-        if not words:
-            return []
-        rows = self.conn.execute(text(
-            "SELECT id, ts_rank_cd(terms, q) AS score FROM pgvector_terms, "
-            "to_tsquery('simple', :q) AS q WHERE store_id = :s AND terms @@ q ORDER BY score DESC, id LIMIT :k"),
-            {"q": " | ".join("'" + w.replace("'", "''") + "'" for w in words), "s": store_id, "k": k}).all()
-        return [(int(r[0]), float(r[1])) for r in rows]
-
-    def close(self) -> None:
-        pass
-
-
 def _connect(config: PgVectorConfig) -> Connection:
     try:
         import psycopg  # noqa: F401
@@ -160,6 +119,7 @@ def _connect(config: PgVectorConfig) -> Connection:
     engine = create_engine(postgres_url(config.url), pool_size=1, max_overflow=0, pool_pre_ping=True)
     try:
         conn = engine.connect()
+        lock_schema(conn)
         for statement in _SCHEMA:
             conn.execute(text(statement))
         conn.commit()

@@ -1,4 +1,5 @@
-"""Keyword (BM25) search for vector stores: FTS5 inside the metadata database, or tantivy beside it.
+"""Keyword search for vector stores: BM25 with FTS5 inside a sqlite metadata database or tantivy beside it,
+or PostgreSQL full-text search for remote::pgvector.
 
 `fts5` needs nothing more than sqlite, but it ranks every row that matches any query word, so a query
 of common words costs ~100 ms at 100k chunks. `tantivy` (pip extra `search`) prunes with block-max
@@ -26,6 +27,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import Connection, text
+
+from stackkit.core.sql import lock_schema
 from stackkit.errors import MissingPackageError
 
 log = logging.getLogger("stackkit.keywords")
@@ -34,6 +38,7 @@ OUTBOX_SYNC_AT = 2000  # chunks waiting for tantivy before a write applies them 
 SETTINGS = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keyword_outbox (chunk_id INTEGER PRIMARY KEY);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(content, store_id UNINDEXED);
 """
 
 
@@ -233,8 +238,54 @@ class TantivyKeywords:
             self.writer.wait_merging_threads()
 
 
-def open_keywords(kind: str, db: Any) -> KeywordIndex:
-    """The keyword index `kind` for the metadata database `db` (tantivy's lives beside its file)."""
+class PgKeywords:
+    """Keyword search on PostgreSQL full-text search (remote::pgvector): a tsvector per chunk in
+    `pgvector_terms` ('simple' configuration: no stemming, any language), ranked by ts_rank_cd."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        lock_schema(conn)
+        conn.execute(text("CREATE TABLE IF NOT EXISTS pgvector_terms (id BIGINT PRIMARY KEY, store_id TEXT NOT "
+                          "NULL, terms tsvector NOT NULL)"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS pgvector_terms_gin ON pgvector_terms USING gin (terms)"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS pgvector_terms_store ON pgvector_terms (store_id)"))
+        conn.commit()
+
+    def stage_add(self, rows: list[tuple[int, str, str]]) -> None:
+        if rows:
+            self.conn.execute(text("INSERT INTO pgvector_terms (id, store_id, terms) "
+                                   "VALUES (:id, :s, to_tsvector('simple', :t))"),
+                              [{"id": i, "s": s, "t": t} for i, s, t in rows])
+
+    def stage_remove(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), 1000):
+            self.conn.execute(text("DELETE FROM pgvector_terms WHERE id = ANY(:ids)"), {"ids": ids[start:start + 1000]})
+
+    def stage_drop(self, store_id: str) -> None:
+        self.conn.execute(text("DELETE FROM pgvector_terms WHERE store_id = :s"), {"s": store_id})
+
+    def committed(self) -> None:
+        pass
+
+    def search(self, store_id: str, query: str, k: int) -> list[tuple[int, float]]:
+        words = query_words(query)
+        if not words:
+            return []
+        rows = self.conn.execute(text(
+            "SELECT id, ts_rank_cd(terms, q) AS score FROM pgvector_terms, to_tsquery('simple', :q) AS q "
+            "WHERE store_id = :s AND terms @@ q ORDER BY score DESC, id LIMIT :k"),
+            {"q": " | ".join("'" + w.replace("'", "''") + "'" for w in words), "s": store_id, "k": k}).all()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def close(self) -> None:
+        pass
+
+
+def open_keywords(kind: str, conn: Connection) -> KeywordIndex:
+    """The keyword index `kind` for the metadata database on `conn` (tantivy's lives beside its file)."""
+    if kind == "postgres":
+        return PgKeywords(conn)
+    db: Any = conn.connection.dbapi_connection  # FTS5 and the outbox speak sqlite3 directly, in one transaction
     if kind == "fts5":
         return Fts5Keywords(db)
     file = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")

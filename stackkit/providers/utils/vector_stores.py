@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from pydantic import Field
+from sqlalchemy import Connection
 
 from stackkit.apis.datatypes import DeleteResponse, ProviderConfigBase
 from stackkit.apis.files import FileIdRequest
@@ -63,6 +64,7 @@ from stackkit.providers.utils.vector_meta import VectorMeta
 log = logging.getLogger("stackkit.vector_stores")
 T = TypeVar("T")
 RRF_K = 60
+RESUME_EVERY_S = 10.0
 
 
 class VectorIndex(Protocol):
@@ -105,7 +107,7 @@ def _page(items: list[T], key: Callable[[T], tuple[int, str]], ident: Callable[[
 
 
 class VectorStoreService:
-    def __init__(self, config: VectorStoreConfigBase, db: Any, make_index: Callable[[], VectorIndex],
+    def __init__(self, config: VectorStoreConfigBase, db: Connection, make_index: Callable[[], VectorIndex],
                  inference: Any, files: Any | None) -> None:
         self.config = config
         self.lock = threading.Lock()
@@ -115,22 +117,47 @@ class VectorStoreService:
         self.inference = inference
         self.files = files
         self.tasks: set[asyncio.Task[None]] = set()
+        self.ingesting: set[tuple[str, str]] = set()  # (store, file) ingestions of this process
+        self._resuming: asyncio.Task[None] | None = None
         self.ingest_slots = asyncio.Semaphore(config.max_concurrent_ingestions)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         def locked() -> T:
             with self.lock:
-                return fn(*args)
+                try:
+                    result = fn(*args)
+                except BaseException:
+                    self.meta.rollback()
+                    raise
+                self.meta.commit()  # ends the transaction reads began (PostgreSQL holds locks until then)
+                return result
 
         return await asyncio.to_thread(locked)
 
     async def start(self) -> None:
-        """Ingest again the files that were in progress when the process last stopped (once the stack is up)."""
+        """Ingest again the files that were in progress when the process last stopped (once the stack is up);
+        on a database replicas share, also every RESUME_EVERY_S the files a stopped replica left behind."""
+        await self._resume()
+        if self.meta.dialect != "sqlite":
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_forever())
+
+    async def _resume(self) -> None:
         for f in await self._run(self.meta.files_in_progress):
-            log.info("resuming ingestion of %s into %s", f["file_id"], f["store_id"])
-            self._spawn(f["store_id"], f["file_id"])
+            if (f["store_id"], f["file_id"]) not in self.ingesting:
+                log.info("resuming ingestion of %s into %s", f["file_id"], f["store_id"])
+                self._spawn(f["store_id"], f["file_id"])
+
+    async def _resume_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESUME_EVERY_S)
+            try:
+                await self._resume()
+            except Exception as exc:  # noqa: BLE001 - the database may be back at the next round
+                log.warning("could not look for interrupted ingestions: %s", exc)
 
     async def shutdown(self) -> None:
+        if self._resuming is not None:
+            self._resuming.cancel()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -138,6 +165,7 @@ class VectorStoreService:
             self.index.close()
             self.meta.keywords.close()
             self.db.close()
+            self.db.engine.dispose()
 
     # ---- embeddings ---------------------------------------------------------------------------
 
@@ -279,9 +307,9 @@ class VectorStoreService:
             self.index.add(store_id, ids, vectors)
             if file_id is not None:
                 self.meta.set_file(store_id, file_id, "completed", usage_bytes=finish_file or 0, commit=False)
-            self.db.commit()
+            self.meta.commit()
         except BaseException:
-            self.db.rollback()
+            self.meta.rollback()
             raise
         self.meta.keywords.committed()
         return True
@@ -372,35 +400,46 @@ class VectorStoreService:
         return rows
 
     def _spawn(self, store_id: str, file_id: str) -> None:
+        key = (store_id, file_id)
+        self.ingesting.add(key)
         task = asyncio.get_running_loop().create_task(self._ingest(store_id, file_id))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self.ingesting.discard(key))
 
     async def _ingest(self, store_id: str, file_id: str) -> None:
         async with self.ingest_slots:
+            if not await self._run(self.meta.claim, store_id, file_id):
+                return  # another replica is ingesting it
             try:
-                f = await self._file(store_id, file_id)
-                if f["status"] != "in_progress":
-                    return
-                store = await self._store(store_id)
-                assert self.files is not None
-                content = await self.files.file_content(FileIdRequest(file_id=file_id))
-                text = await asyncio.to_thread(extract_text, f["filename"] or file_id, content)
-                size, overlap, _ = chunking_settings(f["chunking"])
-                pieces = await asyncio.to_thread(chunk_text, text, size, overlap)
-                vectors = await self._embed(store["embedding_model"], pieces, store["embedding_dimension"])
-                attrs = f["attributes"] or {}
-                rows = [(f"{file_id}-{i}", p, {**attrs, "file_id": file_id, "filename": f["filename"]})
-                        for i, p in enumerate(pieces)]
-                await self._run(self._write_chunks, store_id, file_id, rows, vectors,
-                                sum(len(p.encode()) for p in pieces))
-            except FileError as exc:
-                await self._fail(store_id, file_id, exc.code, str(exc))
-            except StackkitError as exc:
-                await self._fail(store_id, file_id, "server_error", exc.message)
-            except Exception as exc:
-                log.exception("ingesting %s into %s failed", file_id, store_id)
-                await self._fail(store_id, file_id, "server_error", f"{type(exc).__name__}: {exc}")
+                await self._ingest_claimed(store_id, file_id)
+            finally:
+                await asyncio.shield(self._run(self.meta.release, store_id, file_id))
+
+    async def _ingest_claimed(self, store_id: str, file_id: str) -> None:
+        try:
+            f = await self._file(store_id, file_id)
+            if f["status"] != "in_progress":
+                return
+            store = await self._store(store_id)
+            assert self.files is not None
+            content = await self.files.file_content(FileIdRequest(file_id=file_id))
+            text = await asyncio.to_thread(extract_text, f["filename"] or file_id, content)
+            size, overlap, _ = chunking_settings(f["chunking"])
+            pieces = await asyncio.to_thread(chunk_text, text, size, overlap)
+            vectors = await self._embed(store["embedding_model"], pieces, store["embedding_dimension"])
+            attrs = f["attributes"] or {}
+            rows = [(f"{file_id}-{i}", p, {**attrs, "file_id": file_id, "filename": f["filename"]})
+                    for i, p in enumerate(pieces)]
+            await self._run(self._write_chunks, store_id, file_id, rows, vectors,
+                            sum(len(p.encode()) for p in pieces))
+        except FileError as exc:
+            await self._fail(store_id, file_id, exc.code, str(exc))
+        except StackkitError as exc:
+            await self._fail(store_id, file_id, "server_error", exc.message)
+        except Exception as exc:
+            log.exception("ingesting %s into %s failed", file_id, store_id)
+            await self._fail(store_id, file_id, "server_error", f"{type(exc).__name__}: {exc}")
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
         current = await self._run(self.meta.file, store_id, file_id)
