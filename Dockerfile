@@ -12,7 +12,7 @@ WORKDIR /app
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY stackkit ./stackkit
-RUN pip install '.[starter,auth,redis,telemetry,agents]'
+RUN pip install '.[starter,auth,redis,telemetry,agents,postgres,pgvector]'
 
 # fetch and convert the default chat model once, into the image
 RUN python -c "from stackkit import LibraryClient; \

@@ -24,6 +24,7 @@ import hashlib
 import http.server
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,8 @@ def _run(label: str, config: Path, args: argparse.Namespace, home: Path) -> list
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="each round runs the three stacks in turn; the "
+                        "table gives medians (this machine's neighbours make single runs vary by ~20%%)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     from tests.databases import new_database, postgres_server, redis_server
@@ -94,9 +97,10 @@ def main() -> None:
     results: list[dict] = []
     with postgres_server() as admin, redis_server() as redis_url, tempfile.TemporaryDirectory() as tmp:
         configs = _configs(Path(tmp), new_database(admin), redis_url, otlp)
-        for label, config in configs.items():
-            print(f"[production bench] {label}", file=sys.stderr, flush=True)
-            results += _run(label, config, args, Path(tmp))
+        for round_ in range(args.rounds):
+            for label, config in configs.items():
+                print(f"[production bench] round {round_ + 1}: {label}", file=sys.stderr, flush=True)
+                results += [{**r, "round": round_} for r in _run(label, config, args, Path(tmp))]
     sink.shutdown()
     if args.out:
         with open(args.out, "a") as f:
@@ -107,17 +111,21 @@ def main() -> None:
 
 
 def _table(results: list[dict]) -> None:
-    cases = [r for r in results if r.get("case")]
-    by = {(r["label"], r["case"]): r for r in cases}
-    print("| case | " + " | ".join(f"{label}: req/s, CPU ms/req" for label in ("plain", "auth+mem", "full")) + " |")
-    print("|---|---|---|---|")
+    """Medians over the rounds: requests/s and gateway CPU ms per request, and what each stack adds."""
+    labels = ("plain", "auth+mem", "full")
+    print("| case | " + " | ".join(f"{label}: req/s, CPU ms/req" for label in labels) + " | added: auth+mem, full |")
+    print("|---|---|---|---|---|")
     for case in CASES.split(","):
-        cells = []
-        for label in ("plain", "auth+mem", "full"):
-            r = by.get((label, case), {})
-            cells.append(f"{r.get('rps', float('nan')):.0f}, {r.get('gateway_cpu_ms_per_req', float('nan')):.3f}"
-                         f" ({r.get('errors', '?')} errors)")
-        print(f"| {case} | " + " | ".join(cells) + " |")
+        rows = {label: [r for r in results if r.get("label") == label and r.get("case") == case] for label in labels}
+        rps = {label: statistics.median(r["rps"] for r in rows[label]) for label in labels if rows[label]}
+        cpu = {label: statistics.median(r["gateway_cpu_ms_per_req"] for r in rows[label])
+               for label in labels if rows[label]}
+        errors = sum(r.get("errors", 0) for label in labels for r in rows[label])
+        if len(cpu) < 3:
+            continue
+        cells = [f"{rps[label]:.0f}, {cpu[label]:.3f}" for label in labels]
+        added = f"+{cpu['auth+mem'] - cpu['plain']:.3f}, +{cpu['full'] - cpu['plain']:.3f} ms"
+        print(f"| {case} | " + " | ".join(cells) + f" | {added} |" + (f" ({errors} errors)" if errors else ""))
 
 
 if __name__ == "__main__":

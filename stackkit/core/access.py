@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -52,6 +53,7 @@ GETTERS = {"model": (Api.models, "get_model", "model_id"), "shield": (Api.shield
            "vector_store": (Api.vector_io, "get_vector_store", "vector_store_id"),
            "file": (Api.files, "get_file", "file_id"), "response": (Api.agents, "get_response", "response_id"),
            "conversation": (Api.agents, "get_conversation", "conversation_id")}
+UNOWNED_TTL_S = 1.0
 TABLES = MetaData()
 OWNERS = Table("owners", TABLES, Column("kind", String, primary_key=True), Column("id", String, primary_key=True),
                Column("owner", Text, nullable=False))
@@ -125,7 +127,8 @@ class AccessControl:
         self.rules = rules
         self.impls = impls
         self.getters = {(r.api, r.name): r for r in routes}
-        self._owners: dict[tuple[str, str], dict[str, Any]] = {}
+        self._owners: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._unowned_until: dict[tuple[str, str], float] = {}  # "no owner" answers, trusted until then
 
     async def open(self) -> None:
         await self.db.create(TABLES)
@@ -133,16 +136,29 @@ class AccessControl:
     # ---- ownership ----------------------------------------------------------------------------
 
     async def owner(self, kind: str, rid: str) -> dict[str, Any] | None:
+        """Who owns a resource (None: nobody). Owners never change, so they are cached; "nobody" is cached
+        too, for good on a private store (only this process records owners) and for a second on one that
+        replicas share (another may record an owner for that id at any time)."""
         key = (kind, rid)
-        if key not in self._owners:  # not "no owner": another replica may record one at any time
-            rows = await self.db.fetch(select(OWNERS.c.owner).where(OWNERS.c.kind == kind, OWNERS.c.id == rid))
-            if not rows:
-                return None
+        if key in self._owners:
+            return self._owners[key]
+        if self._unowned_until.get(key, 0.0) > time.monotonic():
+            return None
+        rows = await self.db.fetch(select(OWNERS.c.owner).where(OWNERS.c.kind == kind, OWNERS.c.id == rid))
+        if rows:
             self._owners[key] = json.loads(rows[0][0])
-        return self._owners[key]
+            return self._owners[key]
+        if not self.db.shared:
+            self._owners[key] = None
+        else:
+            if len(self._unowned_until) > 100_000:
+                self._unowned_until.clear()
+            self._unowned_until[key] = time.monotonic() + UNOWNED_TTL_S
+        return None
 
     async def own(self, kind: str, rid: str, principal: Principal) -> None:
         owner = {"principal": principal.name, "attributes": principal.attributes}
+        self._unowned_until.pop((kind, rid), None)
         await self.db.execute(self.db.upsert(OWNERS, {"kind": kind, "id": rid, "owner": json.dumps(owner)},
                                              ["kind", "id"]))
         self._owners[(kind, rid)] = owner
@@ -150,6 +166,11 @@ class AccessControl:
     async def disown(self, kind: str, rid: str) -> None:
         await self.db.execute(OWNERS.delete().where(OWNERS.c.kind == kind, OWNERS.c.id == rid))
         self._owners.pop((kind, rid), None)
+
+    def _declared_model(self, rid: str) -> bool:
+        models = self.impls.get(Api.models)
+        table = getattr(models, "table", None)
+        return table is not None and table.declared(rid)
 
     # ---- policy -------------------------------------------------------------------------------
 
@@ -224,6 +245,8 @@ class AccessControl:
         return NotFoundError(f"'{rid}' not found; list what you can use with the list endpoint.")
 
     async def _check_reference(self, principal: Principal, kind: str, rid: str, action: str) -> None:
+        if kind == "model" and self._declared_model(rid):
+            return  # run.yaml's models belong to nobody: no lookup on the hot path
         owner = await self.owner(kind, rid)
         if kind == "model" and owner is None:
             return  # models nobody registered at run time: the inference router's own errors apply

@@ -106,10 +106,19 @@ class QuotaGate:
     def __init__(self, config: QuotaConfig, store: QuotaStore) -> None:
         self.rules = config.rules
         self.store = store
+        self._buckets: dict[tuple[str, str], list[Bucket]] = {}
 
     def buckets(self, model: str) -> list[Bucket]:
         principal = current_principal.get()
         who = principal.name if principal is not None else "anonymous"
+        cached = self._buckets.get((who, model))
+        if cached is None:
+            if len(self._buckets) > 10_000:
+                self._buckets.clear()
+            cached = self._buckets[(who, model)] = self._match(who, model)
+        return cached
+
+    def _match(self, who: str, model: str) -> list[Bucket]:
         found = []
         for i, rule in enumerate(self.rules):
             if rule.principal not in ("*", who) or rule.model not in ("*", model):
@@ -123,7 +132,7 @@ class QuotaGate:
         buckets = self.buckets(model)
         if not buckets:
             return Admission(self, [], "")
-        lease = uuid.uuid4().hex
+        lease = uuid.uuid4().hex if any(b.kind == "concurrent" for b in buckets) else ""
         wait = await self.store.admit(buckets, lease)
         if wait > 0:
             raise RateLimitError(f"Rate limit reached for model '{model}' ({_describe(buckets)}); retry after "

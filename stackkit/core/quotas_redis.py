@@ -4,10 +4,15 @@ theirs. Levels are returned as strings (Redis would truncate a Lua number to an 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 from typing import Any
 
 from stackkit.core.quotas import LEASE_S, Bucket
 from stackkit.errors import ProviderUnavailableError, StackkitError
+
+log = logging.getLogger("stackkit.quotas")
 
 _LEVEL = """
 local function now() local t = redis.call('TIME') return tonumber(t[1]) + tonumber(t[2]) / 1e6 end
@@ -55,26 +60,42 @@ return '0'
 CHARGE = _LEVEL + """
 local at = now()
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[i + 1])
-  store(KEYS[i], level(KEYS[i], limit, at) - tonumber(ARGV[1]), limit, at)
+  local tokens, limit = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  store(KEYS[i], level(KEYS[i], limit, at) - tokens, limit, at)
 end
 return '0'
 """
+CHARGE_EVERY_S = 0.02  # tokens charged within this long go to Redis together, in one script call
 
 
 class RedisQuotaStore:
-    """Quota counters in Redis (``quotas.redis_url``)."""
+    """Quota counters in Redis (``quotas.redis_url``). Admission is one script call per request; token
+    charges (known only after the answer) are summed per bucket and sent together every CHARGE_EVERY_S, so
+    a bucket can be up to that late in learning of tokens, and a replica that dies loses at most that much."""
 
     def __init__(self, url: str) -> None:
         try:
             import redis.asyncio as redis
+            from redis.exceptions import NoScriptError
         except ImportError as exc:
             raise StackkitError("quotas.redis_url needs the redis package: pip install 'stackkit[redis]'") from exc
         self.redis: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.errors = redis.RedisError
+        self.no_script = NoScriptError
         self.where = url.split("@")[-1]  # never the password
-        self._admit = self.redis.register_script(ADMIT)
-        self._charge = self.redis.register_script(CHARGE)
+        self._scripts = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in
+                         (("admit", ADMIT), ("charge", CHARGE))}
+        self._bodies = {"admit": ADMIT, "charge": CHARGE}
+        self._owed: dict[str, list[float]] = {}  # key -> [tokens, limit], not yet sent
+        self._charging: asyncio.Task[None] | None = None
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA (loading the script once if Redis does not know it), without redis-py's Script wrapper,
+        whose per-call type checks cost more than the call."""
+        try:
+            return await self.redis.evalsha(self._scripts[name], len(keys), *keys, *args)
+        except self.no_script:
+            return await self.redis.eval(self._bodies[name], len(keys), *keys, *args)
 
     @staticmethod
     def _key(bucket: Bucket) -> str:
@@ -91,13 +112,31 @@ class RedisQuotaStore:
         args: list[Any] = [lease, LEASE_S]
         for b in buckets:
             args += [b.kind, b.limit]
-        return float(await self._run(self._admit(keys=[self._key(b) for b in buckets], args=args)))
+        return float(await self._run(self._script("admit", [self._key(b) for b in buckets], args)))
 
     async def charge(self, buckets: list[Bucket], tokens: float) -> None:
-        tokened = [b for b in buckets if b.kind == "tokens"]
-        if tokened:
-            await self._run(self._charge(keys=[self._key(b) for b in tokened],
-                                         args=[tokens, *(b.limit for b in tokened)]))
+        for b in buckets:
+            if b.kind == "tokens":
+                self._owed.setdefault(self._key(b), [0.0, b.limit])[0] += tokens
+        if self._owed and self._charging is None:
+            self._charging = asyncio.get_running_loop().create_task(self._charge_soon())
+
+    async def _charge_soon(self) -> None:
+        try:
+            await asyncio.sleep(CHARGE_EVERY_S)
+        finally:
+            self._charging = None
+            await asyncio.shield(self._send_charges())
+
+    async def _send_charges(self) -> None:
+        owed, self._owed = self._owed, {}
+        if not owed:
+            return
+        args = [v for tokens_limit in owed.values() for v in tokens_limit]
+        try:
+            await self._run(self._script("charge", list(owed), args))
+        except StackkitError as exc:
+            log.error("%s; %d tokens could not be charged", exc.message, int(sum(t for t, _ in owed.values())))
 
     async def release(self, buckets: list[Bucket], lease: str) -> None:
         leased = [self._key(b) for b in buckets if b.kind == "concurrent"]
@@ -108,4 +147,7 @@ class RedisQuotaStore:
             await self._run(pipe.execute())
 
     async def close(self) -> None:
+        if self._charging is not None:
+            self._charging.cancel()
+        await self._send_charges()
         await self.redis.aclose()

@@ -111,6 +111,10 @@ class ResourceTable:
         elif self._registered.pop(identifier, None) is not None:
             self.version += 1
 
+    def declared(self, identifier: str) -> bool:
+        """Whether `identifier` comes from run.yaml (not registered at run time)."""
+        return identifier in self._declared
+
     def default_provider_id(self, what: str) -> str:
         if len(self.providers) == 1:
             return next(iter(self.providers))

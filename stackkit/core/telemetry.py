@@ -120,8 +120,10 @@ class Telemetry:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-        self.provider = TracerProvider(resource=Resource.create({"service.name": self.config.service_name}))
+        self.provider = TracerProvider(resource=Resource.create({"service.name": self.config.service_name}),
+                                       sampler=ParentBased(TraceIdRatioBased(self.config.traces_sample_ratio)))
         if self.config.traces == "otlp":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -179,6 +181,9 @@ def span(telemetry: Telemetry | None, name: str, **attributes: Any) -> contextli
     return telemetry.span(name, attributes) if telemetry is not None else contextlib.nullcontext()
 
 
+_TRACE_HEADERS = frozenset((b"traceparent", b"tracestate", b"baggage"))  # W3C trace context: all extract reads
+
+
 class TelemetryMiddleware:
     """One server span per HTTP request (continuing the caller's trace context) and the request metrics;
     the trace id is handed to the access log."""
@@ -207,7 +212,7 @@ class TelemetryMiddleware:
             from opentelemetry import propagate
             from opentelemetry.trace import SpanKind, format_trace_id
 
-            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS}
             with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=propagate.extract(carrier),
                                               kind=SpanKind.SERVER, attributes={
                                                   "http.request.method": scope["method"], "url.path": scope["path"]}

@@ -143,6 +143,25 @@ def test_one_quota_holds_across_two_replicas_through_redis(tmp_path: Path, redis
             _chat(bob_two, model="other")
 
 
+def test_tokens_charged_on_one_replica_hold_back_the_other_through_redis(tmp_path: Path, redis_url: str) -> None:
+    """Charges are sent to Redis in batches (every 20 ms): they still arrive, and count on every replica."""
+    rules = "[{tokens_per_minute: 12}]"
+    with LiveServer(_config(tmp_path / "a", rules, redis_url)) as one, \
+            LiveServer(_config(tmp_path / "b", rules, redis_url)) as two, \
+            _sdk(one, ALICE) as via_one, _sdk(two, ALICE) as via_two:
+        assert _chat(via_one).usage.total_tokens == 10
+        list(_chat(via_two, stream=True))  # admitted (2 tokens left), then charged 10 more: 8 in debt
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                _chat(via_one)
+            except openai.RateLimitError as refused:
+                assert int(refused.response.headers["retry-after"]) >= 30
+                break
+            assert time.monotonic() < deadline, "the tokens spent through the other replica never counted"
+            time.sleep(0.01)
+
+
 def test_a_redis_that_is_down_is_a_clear_503(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with LiveServer(_config(tmp_path, "[{requests_per_minute: 10}]", url)) as server, _sdk(server, ALICE) as alice:

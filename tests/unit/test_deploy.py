@@ -27,7 +27,8 @@ def _manifests() -> dict[str, Any]:
 
 def test_manifests_line_up_with_each_other_and_with_the_config() -> None:
     m = _manifests()
-    assert set(m) == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    assert set(m) == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler",
+                      "PersistentVolumeClaim"}
     config = parse_config(m["ConfigMap"]["data"]["run.yaml"], source="configmap",
                           env={"STACKKIT_APP_KEY": "k" * 32})
     pod = m["Deployment"]["spec"]["template"]
@@ -40,7 +41,14 @@ def test_manifests_line_up_with_each_other_and_with_the_config() -> None:
     assert container["args"][-1] == f"{mounted['config']}/run.yaml"
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == m["ConfigMap"]["metadata"]["name"]
     assert container["envFrom"][0]["secretRef"]["name"] == m["Secret"]["metadata"]["name"]
-    assert "STACKKIT_APP_KEY" in m["Secret"]["stringData"]
+    assert {"STACKKIT_APP_KEY", "POSTGRES_URL"} <= set(m["Secret"]["stringData"])
+    shared = next(v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)  # file content, all replicas
+    assert shared["persistentVolumeClaim"]["claimName"] == m["PersistentVolumeClaim"]["metadata"]["name"]
+    assert "ReadWriteMany" in m["PersistentVolumeClaim"]["spec"]["accessModes"]
+    files = config.providers["files"][0].config
+    assert files["storage_dir"].startswith(mounted["shared"]) and files["metadata_url"].startswith("postgresql://")
+    assert {config.storage.backends[config.storage.stores[s]].type for s in ("registry", "sql")} == {"postgres"}
+    assert config.providers["vector_io"][0].provider_type == "remote::pgvector"
     assert m["Service"]["spec"]["selector"] == pod["metadata"]["labels"]
     assert m["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == m["Deployment"]["metadata"]["name"]
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics" and config.telemetry is not None
@@ -49,7 +57,7 @@ def test_manifests_line_up_with_each_other_and_with_the_config() -> None:
 def test_the_image_serves_the_starter_and_installs_what_the_cluster_config_needs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     extras = set(re.search(r"pip install '\.\[([\w,-]+)\]'", dockerfile)[1].split(","))  # type: ignore[index]
-    assert {"starter", "redis", "telemetry", "auth"} <= extras  # quotas/cache in Redis, OTLP, JWT keys
+    assert {"starter", "redis", "telemetry", "auth", "postgres", "pgvector"} <= extras  # Redis, OTLP, JWT, PG
     assert "EXPOSE 8321" in dockerfile and "/v1/health" in dockerfile
     assert '"--host", "0.0.0.0"' in dockerfile  # inside a container, loopback would be unreachable
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
