@@ -159,8 +159,7 @@ class AccessControl:
     async def own(self, kind: str, rid: str, principal: Principal) -> None:
         owner = {"principal": principal.name, "attributes": principal.attributes}
         self._unowned_until.pop((kind, rid), None)
-        await self.db.execute(self.db.upsert(OWNERS, {"kind": kind, "id": rid, "owner": json.dumps(owner)},
-                                             ["kind", "id"]))
+        await self.db.put(OWNERS, {"kind": kind, "id": rid, "owner": json.dumps(owner)}, ["kind", "id"])
         self._owners[(kind, rid)] = owner
 
     async def disown(self, kind: str, rid: str) -> None:

@@ -96,7 +96,7 @@ class BackgroundRuns:
         self._beating = asyncio.get_running_loop().create_task(self._beat_forever(), name="background-heartbeat")
 
     async def _beat(self) -> None:
-        await self.db.execute(self.db.upsert(HEARTBEATS, {"runner": self.runner, "beat": time.time()}, ["runner"]))
+        await self.db.put(HEARTBEATS, {"runner": self.runner, "beat": time.time()}, ["runner"])
 
     async def _sweep(self) -> None:
         """Fail the runs of processes that stopped: any but this one's on a private store, those whose
@@ -139,8 +139,7 @@ class BackgroundRuns:
 
     async def register(self, response_id: str) -> None:
         """Record that a run starts (with the response row already written), so a restart can see it."""
-        await self.db.execute(self.db.upsert(RUNS, {"response_id": response_id, "runner": self.runner},
-                                             ["response_id"]))
+        await self.db.put(RUNS, {"response_id": response_id, "runner": self.runner}, ["response_id"])
 
     def start(self, response: ResponseObject, events: AsyncIterator[ResponseEvent],
               on_cancel: Callable[[ResponseObject], Awaitable[None]]) -> Run:

@@ -121,9 +121,9 @@ class ResponsesService(ConversationsAPI):
         return (rows[0][0], rows[0][1], rows[0][2])
 
     async def _store(self, response: ResponseObject, items: list[dict[str, Any]], context: list[Any]) -> None:
-        await self.db.execute(self.db.upsert(RESPONSES, {
+        await self.db.put(RESPONSES, {
             "id": response.id, "created_at": response.created_at, "body": response.model_dump_json(),
-            "input_items": json.dumps(items), "context": json.dumps(context)}, ["id"]))
+            "input_items": json.dumps(items), "context": json.dumps(context)}, ["id"])
 
     # ---- the API ------------------------------------------------------------------------------
 

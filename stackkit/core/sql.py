@@ -3,12 +3,14 @@ records): SQLAlchemy 2 over sqlite (one file per store under the state directory
 one database that any number of replicas share), each call in a worker thread.
 
 Each module declares its tables as SQLAlchemy Core `Table`s on a module `MetaData`; queries are Core expressions, so the
-same code runs on both. The one statement the two dialects spell differently, an upsert, is `upsert()`.
+same code runs on both. The one statement the two dialects spell differently, an upsert, is `upsert()`
+(`put()` on a store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,7 +36,7 @@ class SqlStore(Protocol):
     async def fetch(self, statement: Executable) -> list[Any]: ...
     async def execute(self, statement: Executable, rows: Sequence[dict[str, Any]] | None = None) -> int: ...
     async def run(self, work: Callable[[Connection], T]) -> T: ...
-    def upsert(self, table: Table, row: dict[str, Any], keys: Sequence[str]) -> Executable: ...
+    async def put(self, table: Table, row: dict[str, Any], keys: Sequence[str]) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -80,17 +82,24 @@ class AlchemyStore:
 
         return await asyncio.to_thread(transaction)
 
-    def upsert(self, table: Table, row: dict[str, Any], keys: Sequence[str]) -> Executable:
+    async def put(self, table: Table, row: dict[str, Any], keys: Sequence[str]) -> None:
         """INSERT `row`, or UPDATE the row with the same `keys` (sqlite's INSERT OR REPLACE, in both dialects)."""
-        insert = postgresql.insert(table) if self.shared else sqlite.insert(table)
-        statement = insert.values(**row)
-        changed = {c: statement.excluded[c] for c in row if c not in keys}
-        if not changed:
-            return statement.on_conflict_do_nothing(index_elements=list(keys))
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=changed)
+        statement = upsert("postgresql" if self.shared else "sqlite", table, tuple(row), tuple(keys))
+        await self.execute(statement, [row])
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.dispose)
+
+
+@functools.lru_cache(maxsize=64)
+def upsert(dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> Executable:
+    """INSERT of `columns` (bound by name), or UPDATE of the row with the same `keys`; built once per shape,
+    so SQLAlchemy compiles it once."""
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    changed = {c: insert.excluded[c] for c in columns if c not in keys}
+    if not changed:
+        return insert.on_conflict_do_nothing(index_elements=list(keys))
+    return insert.on_conflict_do_update(index_elements=list(keys), set_=changed)
 
 
 def lock_schema(conn: Connection) -> None:

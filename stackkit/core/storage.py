@@ -75,7 +75,7 @@ class SqlKVStore:
 
     async def set(self, key: str, value: str) -> None:
         kv = await self._table()
-        await self._db.execute(self._db.upsert(kv, {"key": self._ns + key, "value": value}, ["key"]))
+        await self._db.put(kv, {"key": self._ns + key, "value": value}, ["key"])
 
     async def delete(self, key: str) -> None:
         kv = await self._table()

@@ -30,10 +30,9 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
-from stackkit.core.sql import lock_schema
+from stackkit.core.sql import lock_schema, upsert
 from stackkit.providers.utils.keywords import KeywordIndex, open_keywords
 
 TABLES = MetaData()
@@ -122,12 +121,6 @@ class VectorMeta:
     def rollback(self) -> None:
         self.db.rollback()
 
-    def _upsert(self, table: Table, row: dict[str, Any], keys: list[str]) -> Any:
-        insert = postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
-        statement = insert.values(**row)
-        return statement.on_conflict_do_update(index_elements=keys,
-                                               set_={c: statement.excluded[c] for c in row if c not in keys})
-
     # ---- stores -------------------------------------------------------------------------------
 
     def insert_store(self, store: dict[str, Any]) -> None:
@@ -185,7 +178,7 @@ class VectorMeta:
                "created_at": f["created_at"], "status": f["status"], "last_error": _json(f.get("last_error")),
                "usage_bytes": f.get("usage_bytes", 0), "attributes": _json(f.get("attributes") or {}),
                "chunking": _json(f.get("chunking")), "batch_id": f.get("batch_id")}
-        self.db.execute(self._upsert(FILES, row, ["store_id", "file_id"]))
+        self.db.execute(upsert(self.dialect, FILES, tuple(row), ("store_id", "file_id")), [row])
         self.db.commit()
 
     def _file_row(self, r: Any) -> dict[str, Any]:
