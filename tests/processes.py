@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -14,11 +15,13 @@ from tests.chroma_server import free_port
 ROOT = Path(__file__).parents[1]
 
 
-def start_stackkit(config: Path | str, timeout_s: float = 15.0) -> tuple[subprocess.Popen[bytes], str]:
-    """The process and its base URL, once /v1/health answers (the process is killed if it never does)."""
+def start_stackkit(config: Path | str, timeout_s: float = 15.0, stderr: Any = subprocess.DEVNULL
+                   ) -> tuple[subprocess.Popen[bytes], str]:
+    """The process and its base URL, once /v1/health answers (the process is killed if it never does);
+    `stderr` may be a file to keep its log in."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                            stdout=stderr, stderr=stderr, cwd=ROOT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

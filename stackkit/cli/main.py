@@ -13,6 +13,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from stackkit.cli import keys
+from stackkit.cli.keys import keys_app
 from stackkit.errors import StackkitError
 
 app = typer.Typer(help="stackkit: one API over any model provider.", no_args_is_help=True,
@@ -206,6 +208,12 @@ def config_show(distro_or_file: Annotated[str, typer.Argument(help="a distributi
             {"provider_id": p.provider_id, "provider_type": p.spec.provider_type, "config": redact_config(p.config)}
         )
     print(yaml.safe_dump(data, sort_keys=False), end="")
+
+
+keys_app.command("create")(friendly(keys.create))
+keys_app.command("list")(friendly(keys.list_keys))
+keys_app.command("revoke")(friendly(keys.revoke))
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

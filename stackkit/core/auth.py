@@ -18,6 +18,7 @@ import httpx
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stackkit.core.api_keys import StoredKeys
 from stackkit.core.config import OidcConfig
 from stackkit.core.request_context import Principal, current_principal
 from stackkit.errors import AuthenticationError, ProviderUnavailableError, StackkitError
@@ -125,11 +126,12 @@ class AuthMiddleware:
     error body."""
 
     def __init__(self, app: ASGIApp, keys: dict[bytes, Principal], public: frozenset[str],
-                 verifier: JwtVerifier | None = None) -> None:
+                 verifier: JwtVerifier | None = None, stored: StoredKeys | None = None) -> None:
         self.app = app
         self.keys = keys
         self.public = public
         self.verifier = verifier
+        self.stored = stored
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.public:
@@ -155,7 +157,10 @@ class AuthMiddleware:
             raise AuthenticationError("No API key was sent; send it as `Authorization: Bearer <key>` (api_key= in "
                                       "the openai SDK).", code="invalid_api_key")
         if scheme.lower() == b"bearer":
-            principal = self.keys.get(hashlib.sha256(token).digest())
+            digest = hashlib.sha256(token).digest()
+            principal = self.keys.get(digest)
+            if principal is None and self.stored is not None and token.startswith(b"sk-stackkit-"):
+                principal = await self.stored.principal(digest)
             if principal is not None:
                 return principal
             if self.verifier is not None and token.count(b".") == 2:

@@ -180,11 +180,13 @@ class AuthConfig(_Strict):
 
     api_keys: list[ApiKeyInput] = Field(default_factory=list)
     oidc: OidcConfig | None = None
+    stored_keys: bool = Field(default=False, description="also accept keys made with `stackkit keys create`, "
+                              "kept (hashed) in the registry store: shared by replicas on PostgreSQL or Redis")
 
     @model_validator(mode="after")
     def _some_way_in(self) -> AuthConfig:
-        if not self.api_keys and self.oidc is None:
-            raise ValueError("give api_keys, oidc or both; with neither nobody could call the server")
+        if not self.api_keys and self.oidc is None and not self.stored_keys:
+            raise ValueError("give api_keys, oidc or stored_keys: true; with none nobody could call the server")
         return self
 
 

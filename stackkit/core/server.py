@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from stackkit.apis.datatypes import Api, Route
 from stackkit.apis.protocols import route_table
+from stackkit.core.api_keys import StoredKeys
 from stackkit.core.auth import AuthMiddleware, JwtVerifier
 from stackkit.core.config import RunConfig, load_config
 from stackkit.core.dispatch import build_request, build_request_json, wants_stream
@@ -258,7 +259,9 @@ def create_app(stack: Stack) -> Starlette:
     if server.auth is not None:
         keys = {k.digest(): Principal(k.principal, k.attributes) for k in server.auth.api_keys}
         verifier = JwtVerifier(server.auth.oidc) if server.auth.oidc is not None else None
-        middleware.append(Middleware(AuthMiddleware, keys=keys, public=frozenset(public), verifier=verifier))
+        stored = StoredKeys(stack.kvstore) if server.auth.stored_keys else None
+        middleware.append(Middleware(AuthMiddleware, keys=keys, public=frozenset(public), verifier=verifier,
+                                     stored=stored))
     if stack.telemetry is not None:
         from stackkit.core.telemetry import TelemetryMiddleware
 

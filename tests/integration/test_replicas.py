@@ -8,6 +8,7 @@ The registry runs on PostgreSQL and, in the second case, on Redis."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.processes import start_stackkit
+from tests.processes import ROOT, start_stackkit
 
 KEYS = {"alice": "sk-alice-0123456789abcdef", "bob": "sk-bob-0123456789abcdef00"}
 TEAMS = {"alice": "red", "bob": "blue"}
@@ -46,7 +47,7 @@ def _config(path: Path, postgres_url: str, redis_url: str, registry: str) -> Pat
             pg: {{type: postgres, url: "{postgres_url}"}}
             cache: {{type: redis, url: "{redis_url}"}}
           stores: {{registry: {registry}, sql: pg}}
-        server: {{auth: {{api_keys: [{keys}]}}}}
+        server: {{auth: {{api_keys: [{keys}], stored_keys: true}}}}
         quotas: {{redis_url: "{redis_url}", rules: [{{requests_per_minute: {QUOTA}}}]}}
         """))
     return path
@@ -137,6 +138,20 @@ def test_what_one_replica_makes_the_other_serves_at_once(replicas: tuple[str, st
                         headers={"Authorization": f"Bearer {KEYS['alice']}"}).status_code == 200
     with pytest.raises(openai.NotFoundError):
         _chat(one, "runtime-echo")
+
+
+def test_a_key_made_with_the_cli_works_on_every_replica(replicas: tuple[str, str], tmp_path: Path) -> None:
+    made = subprocess.run([sys.executable, "-m", "stackkit.cli.main", "keys", "create", str(tmp_path / "run.yaml"),
+                           "--principal", "carol", "--attribute", "team=red"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.splitlines()[-1]
+    for base in replicas:
+        with openai.OpenAI(base_url=base, api_key=key, max_retries=0) as carol:
+            assert _chat(carol).choices[0].message.content == "hello there"
+    response = _sdk(replicas[0], "alice").responses.create(model="echo", input="team red")
+    with openai.OpenAI(base_url=replicas[1], api_key=key, max_retries=0) as carol:
+        assert carol.responses.retrieve(response.id).id == response.id  # carol is on alice's team
 
 
 def _wait_ingested(sdk: openai.OpenAI, store_id: str) -> None:
