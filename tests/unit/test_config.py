@@ -190,7 +190,7 @@ def test_unknown_fields_are_rejected_not_ignored() -> None:
         cfg("telemetry: {exporter: otlp}\n")
     with pytest.raises(ConfigError, match=r"server\.auth"):  # api_keys and oidc, not Llama Stack's provider:
         cfg("server: {auth: {provider: oauth2}}\n")
-    with pytest.raises(ConfigError, match="give api_keys, oidc or both"):
+    with pytest.raises(ConfigError, match="give api_keys, oidc or stored_keys"):
         cfg("server: {auth: {}}\n")
     with pytest.raises(ConfigError, match="unknown condition"):
         cfg("access_policy: [{permit: {actions: [read]}, when: [user is admin]}]\n")
