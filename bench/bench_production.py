@@ -73,7 +73,8 @@ def _configs(work: Path, postgres_url: str, redis_url: str, otlp: str) -> dict[s
 def _run(label: str, config: Path, args: argparse.Namespace, home: Path) -> list[dict]:
     command = [sys.executable, str(ROOT / "bench/run_gateway_bench.py"), "--label", label, "--no-netns",
                "--base-url", "http://127.0.0.1:8321/v1", "--model", "fake-model", "--api-key", KEY,
-               "--ready-url", "http://127.0.0.1:8321/v1/health", "--cases", CASES, "--duration", str(args.duration),
+               "--ready-url", "http://127.0.0.1:8321/v1/health", "--cases", args.cases,
+               "--duration", str(args.duration),
                "--", str(ROOT / ".venv/bin/stackkit"), "run", str(config), "--port", "8321"]
     env = {**os.environ, "STACKKIT_HOME": str(home / label)}
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="each round runs the three stacks in turn; the "
                         "table gives medians (this machine's neighbours make single runs vary by ~20%%)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--stacks", default="plain,auth+mem,full", help="which of the three to run")
+    parser.add_argument("--cases", default=CASES)
     args = parser.parse_args()
     from tests.databases import new_database, postgres_server, redis_server
 
@@ -99,6 +102,8 @@ def main() -> None:
         configs = _configs(Path(tmp), new_database(admin), redis_url, otlp)
         for round_ in range(args.rounds):
             for label, config in configs.items():
+                if label not in args.stacks.split(","):
+                    continue
                 print(f"[production bench] round {round_ + 1}: {label}", file=sys.stderr, flush=True)
                 results += [{**r, "round": round_} for r in _run(label, config, args, Path(tmp))]
     sink.shutdown()
@@ -106,25 +111,25 @@ def main() -> None:
         with open(args.out, "a") as f:
             for row in results:
                 f.write(json.dumps(row) + "\n")
-    _table(results)
+    _table(results, args.cases)
     print(f"OTLP exports received during the full run: {_Sink.exports}")
 
 
-def _table(results: list[dict]) -> None:
+def _table(results: list[dict], cases: str) -> None:
     """Medians over the rounds: requests/s and gateway CPU ms per request, and what each stack adds."""
     labels = ("plain", "auth+mem", "full")
     print("| case | " + " | ".join(f"{label}: req/s, CPU ms/req" for label in labels) + " | added: auth+mem, full |")
     print("|---|---|---|---|---|")
-    for case in CASES.split(","):
+    for case in cases.split(","):
         rows = {label: [r for r in results if r.get("label") == label and r.get("case") == case] for label in labels}
         rps = {label: statistics.median(r["rps"] for r in rows[label]) for label in labels if rows[label]}
         cpu = {label: statistics.median(r["gateway_cpu_ms_per_req"] for r in rows[label])
                for label in labels if rows[label]}
         errors = sum(r.get("errors", 0) for label in labels for r in rows[label])
-        if len(cpu) < 3:
+        if "plain" not in cpu:
             continue
-        cells = [f"{rps[label]:.0f}, {cpu[label]:.3f}" for label in labels]
-        added = f"+{cpu['auth+mem'] - cpu['plain']:.3f}, +{cpu['full'] - cpu['plain']:.3f} ms"
+        cells = [f"{rps[label]:.0f}, {cpu[label]:.3f}" if label in cpu else "-" for label in labels]
+        added = ", ".join(f"+{cpu[label] - cpu['plain']:.3f}" if label in cpu else "-" for label in labels[1:])
         print(f"| {case} | " + " | ".join(cells) + f" | {added} |" + (f" ({errors} errors)" if errors else ""))
 
 

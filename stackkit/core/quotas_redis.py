@@ -29,10 +29,14 @@ end
 
 ADMIT = _LEVEL + """
 local at = now()
-local lease, lease_s = ARGV[1], tonumber(ARGV[2])
+local lease, lease_s, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for j = n + 1, #KEYS do  -- first the token charges owed by earlier calls, sent along with this one
+  local tokens, limit = tonumber(ARGV[2 + 2 * j]), tonumber(ARGV[3 + 2 * j])
+  store(KEYS[j], level(KEYS[j], limit, at) - tokens, limit, at)
+end
 local wait, levels = 0, {}
-for i = 1, #KEYS do
-  local kind, limit = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+for i = 1, n do
+  local kind, limit = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
   if kind == 'concurrent' then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', at)
     if redis.call('ZCARD', KEYS[i]) >= limit then wait = math.max(wait, 1) end
@@ -43,8 +47,8 @@ for i = 1, #KEYS do
   end
 end
 if wait > 0 then return tostring(wait) end
-for i = 1, #KEYS do
-  local kind, limit = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+for i = 1, n do
+  local kind, limit = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
   if kind == 'concurrent' then
     redis.call('ZADD', KEYS[i], at + lease_s, lease)
     redis.call('EXPIRE', KEYS[i], math.ceil(lease_s))
@@ -70,8 +74,9 @@ CHARGE_EVERY_S = 0.02  # tokens charged within this long go to Redis together, i
 
 class RedisQuotaStore:
     """Quota counters in Redis (``quotas.redis_url``). Admission is one script call per request; token
-    charges (known only after the answer) are summed per bucket and sent together every CHARGE_EVERY_S, so
-    a bucket can be up to that late in learning of tokens, and a replica that dies loses at most that much."""
+    charges (known only after the answer) are summed per bucket and sent with the next admission, or after
+    CHARGE_EVERY_S when none comes, so a bucket can be up to that late in learning of tokens, and a replica
+    that dies loses at most that much."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -109,10 +114,19 @@ class RedisQuotaStore:
                                            f"({type(exc).__name__}); start it or check quotas.redis_url.") from None
 
     async def admit(self, buckets: list[Bucket], lease: str) -> float:
-        args: list[Any] = [lease, LEASE_S]
+        """One script call: the token charges owed so far, then the admission (so under steady load no call
+        is spent on charges alone)."""
+        owed, self._owed = self._owed, {}
+        args: list[Any] = [lease, LEASE_S, len(buckets)]
         for b in buckets:
             args += [b.kind, b.limit]
-        return float(await self._run(self._script("admit", [self._key(b) for b in buckets], args)))
+        for tokens_limit in owed.values():
+            args += tokens_limit
+        try:
+            return float(await self._run(self._script("admit", [*(self._key(b) for b in buckets), *owed], args)))
+        except StackkitError:
+            self._restore(owed)
+            raise
 
     async def charge(self, buckets: list[Bucket], tokens: float) -> None:
         for b in buckets:
@@ -137,6 +151,11 @@ class RedisQuotaStore:
             await self._run(self._script("charge", list(owed), args))
         except StackkitError as exc:
             log.error("%s; %d tokens could not be charged", exc.message, int(sum(t for t, _ in owed.values())))
+
+    def _restore(self, owed: dict[str, list[float]]) -> None:
+        """Charges a failed call did not deliver: owed again (the next call or the timer sends them)."""
+        for key, (tokens, limit) in owed.items():
+            self._owed.setdefault(key, [0.0, limit])[0] += tokens
 
     async def release(self, buckets: list[Bucket], lease: str) -> None:
         leased = [self._key(b) for b in buckets if b.kind == "concurrent"]
