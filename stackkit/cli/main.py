@@ -197,7 +197,7 @@ def config_validate(path: Annotated[Path, typer.Argument(help="a run.yaml")]) ->
 def config_show(distro_or_file: Annotated[str, typer.Argument(help="a distribution name or a run.yaml path")]) -> None:
     """Print a distribution's config as it resolves now (env substituted, disabled providers dropped)."""
     from stackkit.core.config import load_config
-    from stackkit.core.redact import redact_config
+    from stackkit.core.redact import redact_config, redact_value
     from stackkit.core.resolver import plan
 
     config = load_config(distro_or_file)
@@ -207,7 +207,7 @@ def config_show(distro_or_file: Annotated[str, typer.Argument(help="a distributi
         data["providers"].setdefault(p.api.value, []).append(
             {"provider_id": p.provider_id, "provider_type": p.spec.provider_type, "config": redact_config(p.config)}
         )
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(yaml.safe_dump(redact_value("config", data), sort_keys=False), end="")  # storage and quota URLs too
 
 
 keys_app.command("create")(friendly(keys.create))

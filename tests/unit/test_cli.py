@@ -127,3 +127,16 @@ def test_redaction_is_by_word_not_substring() -> None:
     assert shown == {"max_tokens": 512, "default_max_tokens": 64, "tokenizer": "bpe", "api_key": "********",
                      "auth_token": "********", "headers": {"Authorization": "********", "X-Trace": "on"},
                      "base_url": "http://********@host:1/v1"}
+
+
+def test_config_show_masks_storage_and_quota_urls(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("version: 2\ndistro_name: x\nproviders:\n"
+                      "  inference: [{provider_id: f, provider_type: inline::fake}]\n"
+                      "storage:\n  backends: {pg: {type: postgres, url: 'postgresql://u:hunter2secret@db:5432/x'}}\n"
+                      "  stores: {registry: pg}\n"
+                      "quotas: {redis_url: 'redis://:redispass@r:6379/0', rules: [{requests_per_minute: 5}]}\n")
+    result = runner.invoke(app, ["config", "show", str(config)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "hunter2secret" not in result.output and "redispass" not in result.output
+    assert "@db:5432/x" in result.output and "@r:6379/0" in result.output
