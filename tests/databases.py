@@ -33,20 +33,19 @@ def postgres_server() -> Iterator[str]:
     data.mkdir()
     if user is not None:
         shutil.chown(data, user, user)
-    run_as = {"user": user} if user is not None else {}
     subprocess.run([str(binaries / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
-                    "--encoding=utf8", "--no-sync"], check=True, capture_output=True, timeout=120, **run_as)
+                    "--encoding=utf8", "--no-sync"], check=True, capture_output=True, timeout=120, user=user)
     port = free_port()
     options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
     subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-                    "-w", "-t", "60", "start"], check=True, capture_output=True, timeout=90, **run_as)
+                    "-w", "-t", "60", "start"], check=True, capture_output=True, timeout=90, user=user)
     try:
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         _wait_for(url)
         yield url
     finally:
         subprocess.run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, timeout=60, **run_as)
+                       capture_output=True, timeout=60, user=user)
         shutil.rmtree(root, ignore_errors=True)
 
 

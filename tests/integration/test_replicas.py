@@ -102,7 +102,8 @@ def test_what_one_replica_makes_the_other_serves_at_once(replicas: tuple[str, st
     conversation = one.conversations.create(metadata={"topic": "replicas"})
     two.conversations.items.create(conversation.id, items=[{"type": "message", "role": "user", "content": "hi"}])
     one.responses.create(model="echo", input="from one", conversation=conversation.id)
-    texts = [i.content[0].text for i in two.conversations.items.list(conversation.id, order="asc").data]  # type: ignore[union-attr]
+    items: Any = two.conversations.items.list(conversation.id, order="asc").data
+    texts = [i.content[0].text for i in items]
     assert texts == ["hi", "from one", "from one"]  # the user turn, then the echo
 
     stored = _chat(one, store=True, metadata={"run": "replicas"})

@@ -36,8 +36,8 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def server_url(backend: str, request: pytest.FixtureRequest) -> str:
     """The real server a backend needs: a Chroma server, or a new PostgreSQL database with pgvector."""
-    return {"chroma": lambda: request.getfixturevalue("chroma"),
-            "pgvector": lambda: request.getfixturevalue("postgres_url")}.get(backend, lambda: "")()
+    fixture = {"chroma": "chroma", "pgvector": "postgres_url"}.get(backend)
+    return str(request.getfixturevalue(fixture)) if fixture else ""
 
 
 def vector_config(backend: str, root: Path, url: str, embed_delay: float = 0.0) -> RunConfig:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from stackkit.apis.datatypes import Api
 from stackkit.core.config import parse_config
 
 ROOT = Path(__file__).parents[2]
@@ -45,10 +46,10 @@ def test_manifests_line_up_with_each_other_and_with_the_config() -> None:
     shared = next(v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)  # file content, all replicas
     assert shared["persistentVolumeClaim"]["claimName"] == m["PersistentVolumeClaim"]["metadata"]["name"]
     assert "ReadWriteMany" in m["PersistentVolumeClaim"]["spec"]["accessModes"]
-    files = config.providers["files"][0].config
+    files = config.providers[Api.files][0].config
     assert files["storage_dir"].startswith(mounted["shared"]) and files["metadata_url"].startswith("postgresql://")
     assert {config.storage.backends[config.storage.stores[s]].type for s in ("registry", "sql")} == {"postgres"}
-    assert config.providers["vector_io"][0].provider_type == "remote::pgvector"
+    assert config.providers[Api.vector_io][0].provider_type == "remote::pgvector"
     assert m["Service"]["spec"]["selector"] == pod["metadata"]["labels"]
     assert m["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == m["Deployment"]["metadata"]["name"]
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics" and config.telemetry is not None
