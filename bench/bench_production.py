@@ -62,7 +62,9 @@ def _configs(work: Path, postgres_url: str, redis_url: str, otlp: str) -> dict[s
         f"quotas: {{redis_url: '{redis_url}', {rules}}}\n"
         f"storage:\n  backends: {{pg: {{type: postgres, url: '{postgres_url}'}}}}\n  stores: {{registry: pg}}\n"
         f"telemetry: {{traces: otlp, otlp_endpoint: '{otlp}', metrics: true}}\n")
-    texts = {"plain": base, "auth+mem": base + auth + f"quotas: {{{rules}}}\n", "full": full}
+    texts = {"plain": base, "auth+mem": base + auth + f"quotas: {{{rules}}}\n", "full": full,
+             "full-untraced": full.replace("traces: otlp", "traces: none"),  # to tell tracing's share
+             "full-sampled": full.replace("traces: otlp", "traces: otlp, traces_sample_ratio: 0.1")}
     paths = {}
     for name, text in texts.items():
         paths[name] = work / f"{name.replace('+', '-')}.yaml"
@@ -89,7 +91,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="each round runs the three stacks in turn; the "
                         "table gives medians (this machine's neighbours make single runs vary by ~20%%)")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--stacks", default="plain,auth+mem,full", help="which of the three to run")
+    parser.add_argument("--stacks", default="plain,auth+mem,full",
+                        help="which stacks to run (also: full-untraced, full-sampled)")
     parser.add_argument("--cases", default=CASES)
     args = parser.parse_args()
     from tests.databases import new_database, postgres_server, redis_server
@@ -117,9 +120,9 @@ def main() -> None:
 
 def _table(results: list[dict], cases: str) -> None:
     """Medians over the rounds: requests/s and gateway CPU ms per request, and what each stack adds."""
-    labels = ("plain", "auth+mem", "full")
-    print("| case | " + " | ".join(f"{label}: req/s, CPU ms/req" for label in labels) + " | added: auth+mem, full |")
-    print("|---|---|---|---|---|")
+    labels = ("plain", "auth+mem", "full", "full-untraced", "full-sampled")
+    print("| case | " + " | ".join(f"{label}: req/s, CPU ms/req" for label in labels) + " | added over plain |")
+    print("|---" * (len(labels) + 2) + "|")
     for case in cases.split(","):
         rows = {label: [r for r in results if r.get("label") == label and r.get("case") == case] for label in labels}
         rps = {label: statistics.median(r["rps"] for r in rows[label]) for label in labels if rows[label]}
