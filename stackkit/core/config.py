@@ -265,8 +265,8 @@ class TelemetryConfig(_Strict):
     traces: Literal["none", "otlp", "console"] = Field(default="none", description="otlp: OTLP/HTTP to "
                                                         "otlp_endpoint; console: spans printed, for development")
     otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", pattern=r"^https?://")
-    traces_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="the share of traces kept "
-                                       "(a caller's sampled traceparent is always followed)")
+    traces_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="the share of requests "
+                                       "traced, decided before any span is made (a caller's traceparent is followed)")
     metrics: bool = Field(default=True, description="serve Prometheus metrics at /metrics")
 
 

@@ -12,6 +12,8 @@ and every hook is a None check.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _tracing_on = False  # any stack in this process traces: upstream calls carry traceparent
+# this request was left out by traces_sample_ratio: no span, no context, nothing sent upstream. Decided
+# before the SDK is touched, because its per-request work costs nearly as much for an unsampled span.
+_unsampled: contextvars.ContextVar[bool] = contextvars.ContextVar("stackkit_unsampled", default=False)
 
 
 def _require() -> None:
@@ -37,7 +42,7 @@ def _require() -> None:
 
 def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
     """`headers` plus the current span's W3C trace context (unchanged when no stack traces)."""
-    if not _tracing_on:
+    if not _tracing_on or _unsampled.get():
         return headers
     from opentelemetry import propagate
 
@@ -55,7 +60,7 @@ class ModelCall:
         self.principal = principal.name if principal is not None else "anonymous"
         self.started = time.perf_counter()
         self.span = None
-        if telemetry.tracer is not None:
+        if not telemetry.skips():
             self.span = telemetry.tracer.start_span(f"{operation} {model}", attributes={
                 "gen_ai.operation.name": operation, "gen_ai.request.model": model, "gen_ai.system": provider})
         self._done = False
@@ -64,7 +69,11 @@ class ModelCall:
     def current(self) -> Iterator[None]:
         """The call's span as the current one (so upstream requests carry its trace context)."""
         if self.span is None:
-            yield
+            reset = _unsampled.set(True)  # what the call does is left out with it
+            try:
+                yield
+            finally:
+                _unsampled.reset(reset)
             return
         from opentelemetry import trace
 
@@ -120,10 +129,12 @@ class Telemetry:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
+        # traces_sample_ratio is applied by `skips()` before a root span is made (so an unsampled request costs
+        # nothing); the SDK samples every root it is asked for, and follows a caller's sampled flag
         self.provider = TracerProvider(resource=Resource.create({"service.name": self.config.service_name}),
-                                       sampler=ParentBased(TraceIdRatioBased(self.config.traces_sample_ratio)))
+                                       sampler=ParentBased(ALWAYS_ON))
         if self.config.traces == "otlp":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -155,13 +166,29 @@ class Telemetry:
         if self.metrics is not None:
             self.metrics["queue"].labels(name).set_function(depth)
 
+    def skips(self) -> bool:
+        """Whether what starts now goes untraced: inside an unsampled request, or a new trace that
+        traces_sample_ratio leaves out (never inside a traced one)."""
+        if self.tracer is None or _unsampled.get():
+            return True
+        ratio = self.config.traces_sample_ratio
+        if ratio >= 1.0:
+            return False
+        from opentelemetry import trace
+
+        return not trace.get_current_span().get_span_context().is_valid and random.random() >= ratio
+
     def model_call(self, operation: str, model: str, provider: str) -> ModelCall:
         return ModelCall(self, operation, model, provider)
 
     @contextlib.contextmanager
     def span(self, name: str, attributes: dict[str, Any]) -> Iterator[Any]:
-        if self.tracer is None:
-            yield None
+        if self.skips():
+            reset = _unsampled.set(True)
+            try:
+                yield None
+            finally:
+                _unsampled.reset(reset)
             return
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
@@ -213,6 +240,14 @@ class TelemetryMiddleware:
             from opentelemetry.trace import SpanKind, format_trace_id
 
             carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS}
+            if "traceparent" not in carrier and self.telemetry.skips():
+                reset = _unsampled.set(True)
+                try:
+                    await self.app(scope, receive, sending)
+                finally:
+                    _unsampled.reset(reset)
+                self._count(scope, status, started)
+                return
             with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=propagate.extract(carrier),
                                               kind=SpanKind.SERVER, attributes={
                                                   "http.request.method": scope["method"], "url.path": scope["path"]}
@@ -220,6 +255,9 @@ class TelemetryMiddleware:
                 scope["stackkit.trace_id"] = format_trace_id(request_span.get_span_context().trace_id)
                 await self.app(scope, receive, sending)
                 request_span.set_attribute("http.response.status_code", status)
+        self._count(scope, status, started)
+
+    def _count(self, scope: Scope, status: int, started: float) -> None:
         metrics = self.telemetry.metrics
         if metrics is not None:
             endpoint = scope.get("endpoint")

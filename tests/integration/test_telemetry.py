@@ -152,3 +152,36 @@ def test_off_by_default(tmp_path: Path, upstream: str) -> None:
                                     extra_headers={"traceparent": TRACEPARENT})
         assert httpx.get(server.base_url.removesuffix("/v1") + "/metrics").status_code == 404
     assert echo_upstream.SEEN_TRACEPARENT == []
+
+
+def test_a_sample_ratio_leaves_requests_out_wholly_but_follows_callers(tmp_path: Path, upstream: str) -> None:
+    """traces_sample_ratio 0: a request without trace context makes no span at all (none for its model call or
+    shield either) and sends no trace context upstream; a caller's sampled trace is still followed. 0.5:
+    about half the requests are traced, each wholly (a server span always with its model call span)."""
+    memory = InMemorySpanExporter()
+    telemetry = "telemetry: {traces: console, traces_sample_ratio: 0.0}"
+    with LiveServer(_config(tmp_path, upstream, telemetry)) as server, \
+            openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0) as sdk:
+        assert server.stack is not None and server.stack.telemetry is not None
+        server.stack.telemetry.provider.add_span_processor(SimpleSpanProcessor(memory))
+        for _ in range(5):
+            sdk.chat.completions.create(model="upstream", messages=[{"role": "user", "content": "hi"}],
+                                        extra_body={"guardrails": ["pii"]})
+        assert memory.get_finished_spans() == () and echo_upstream.SEEN_TRACEPARENT == []
+        sdk.chat.completions.create(model="upstream", messages=[{"role": "user", "content": "hi"}],
+                                    extra_headers={"traceparent": TRACEPARENT})
+        assert {format(s.context.trace_id, "032x") for s in memory.get_finished_spans()} == {CALLER_TRACE}
+        assert len(echo_upstream.SEEN_TRACEPARENT) == 1 and CALLER_TRACE in echo_upstream.SEEN_TRACEPARENT[0]
+    memory = InMemorySpanExporter()  # the first one was shut down with its stack
+    half = "telemetry: {traces: console, traces_sample_ratio: 0.5}"
+    with LiveServer(_config(tmp_path / "half", upstream, half)) as server, \
+            openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0) as sdk:
+        assert server.stack is not None and server.stack.telemetry is not None
+        server.stack.telemetry.provider.add_span_processor(SimpleSpanProcessor(memory))
+        for _ in range(200):
+            sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+        traces: dict[int, list[str]] = {}
+        for s in memory.get_finished_spans():
+            traces.setdefault(s.context.trace_id, []).append(s.name)
+        assert 60 <= len(traces) <= 140  # binomial(200, 0.5): outside this once in ~10^8 runs
+        assert all(sorted(names) == ["POST /v1/chat/completions", "chat echo"] for names in traces.values())
