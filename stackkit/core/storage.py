@@ -196,16 +196,30 @@ def state_lock(config: RunConfig) -> StateLock | None:
     return StateLock(directory) if directory is not None else None
 
 
+def sql_backend(config: RunConfig, name: str) -> tuple[str, StorageBackend] | None:
+    """The store and backend holding the SQL store `name`: `storage.stores.<name>`, else `.sql`, else the
+    registry's PostgreSQL; None for the default (sqlite files in the state directory)."""
+    store = next((s for s in (name, "sql") if s in config.storage.stores), None)
+    if store is not None:
+        return store, _backend(config, store)
+    registry = _backend(config, "registry")
+    if registry.type == "postgres":
+        return "registry", registry
+    if registry.type == "redis":  # no SQL there, and no state directory either
+        raise config.error("the registry is on Redis, which holds no SQL tables: set storage.stores.sql to a "
+                           "postgres (or sqlite) backend for responses, conversations and the other tables, or "
+                           "they would live only in this process's memory", "storage", "stores")
+    return None
+
+
 def open_sqldb(config: RunConfig, name: str) -> AlchemyStore:
     """The SQL store `name`: on the backend `storage.stores.<name>` (or `.sql`) names, else on the registry's
     PostgreSQL, else a sqlite file `<name>.db` in the state directory (in memory for an in-memory stack)."""
-    store = next((s for s in (name, "sql") if s in config.storage.stores), None)
-    backend = _backend(config, store) if store is not None else None
-    if backend is None and _backend(config, "registry").type == "postgres":
-        store, backend = "registry", _backend(config, "registry")
-    if backend is None or store is None:
+    found = sql_backend(config, name)
+    if found is None:
         directory = state_dir(config)
         return AlchemyStore(sqlite_url(directory / f"{name}.db" if directory is not None else None))
+    store, backend = found
     if backend.type == "postgres":
         return AlchemyStore(postgres_url(_url(config, store, backend)))
     if backend.type == "sqlite":

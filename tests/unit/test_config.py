@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 
 import pytest
@@ -196,3 +197,12 @@ def test_unknown_fields_are_rejected_not_ignored() -> None:
         cfg("access_policy: [{permit: {actions: [read]}, when: [user is admin]}]\n")
     with pytest.raises(ConfigError, match="set requests_per_minute"):
         cfg("quotas: {rules: [{principal: bob}]}\n")
+
+
+def test_a_registry_on_redis_needs_a_sql_store_rather_than_memory() -> None:
+    from stackkit.core.stack import Stack
+
+    text = ("version: 2\nproviders:\n  inference: [{provider_id: f, provider_type: inline::fake}]\n"
+            "storage:\n  backends: {r: {type: redis, url: 'redis://127.0.0.1:1/0'}}\n  stores: {registry: r}\n")
+    with pytest.raises(ConfigError, match=r"storage.stores.sql"):
+        asyncio.run(Stack.create(parse_config(text, source="run.yaml", env={})))
