@@ -139,7 +139,7 @@ class InferenceRouter:
     def _count_cache(self, result: str) -> None:
         cache_status.set(result)
         if self.telemetry is not None and self.telemetry.metrics is not None:
-            self.telemetry.metrics["cache"].labels(result).inc()
+            self.telemetry.child("cache", result).inc()
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         await self.table.fresh(request.model)

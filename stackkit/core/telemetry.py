@@ -85,16 +85,16 @@ class ModelCall:
             return
         self._done = True
         labels = (self.model, self.provider, self.principal)
-        metrics = self.telemetry.metrics
-        if metrics is not None:
-            metrics["model_calls"].labels(*labels, "error" if error else "ok").inc()
-            metrics["model_seconds"].labels(self.model, self.provider).observe(time.perf_counter() - self.started)
+        child = self.telemetry.child
+        if self.telemetry.metrics is not None:
+            child("model_calls", *labels, "error" if error else "ok").inc()
+            child("model_seconds", self.model, self.provider).observe(time.perf_counter() - self.started)
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
-        if metrics is not None:
+        if self.telemetry.metrics is not None:
             for kind, count in (("input", prompt), ("output", completion)):
                 if count:
-                    metrics["tokens"].labels(*labels, kind).inc(count)
+                    child("tokens", *labels, kind).inc(count)
         if self.span is not None:
             if prompt is not None:
                 self.span.set_attribute("gen_ai.usage.input_tokens", prompt)
@@ -119,6 +119,7 @@ class Telemetry:
         self.provider: Any = None
         self.metrics: dict[str, Any] | None = None
         self.registry: Any = None
+        self._children: dict[tuple[str, ...], Any] = {}
         if config.traces != "none":
             self._start_tracing()
             _tracing_on = True
@@ -165,6 +166,18 @@ class Telemetry:
     def watch_queue(self, name: str, depth: Callable[[], float]) -> None:
         if self.metrics is not None:
             self.metrics["queue"].labels(name).set_function(depth)
+
+    def child(self, metric: str, *labels: str) -> Any:
+        """The metric's child for these label values (prometheus_client's `labels()` costs microseconds a
+        call; the children are kept, bounded)."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            assert self.metrics is not None
+            if len(self._children) > 50_000:
+                self._children.clear()
+            found = self._children[key] = self.metrics[metric].labels(*labels)
+        return found
 
     def skips(self) -> bool:
         """Whether what starts now goes untraced: inside an unsampled request, or a new trace that
@@ -248,7 +261,8 @@ class TelemetryMiddleware:
                     _unsampled.reset(reset)
                 self._count(scope, status, started)
                 return
-            with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=propagate.extract(carrier),
+            context = propagate.extract(carrier) if carrier else None
+            with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=context,
                                               kind=SpanKind.SERVER, attributes={
                                                   "http.request.method": scope["method"], "url.path": scope["path"]}
                                               ) as request_span:
@@ -262,5 +276,5 @@ class TelemetryMiddleware:
         if metrics is not None:
             endpoint = scope.get("endpoint")
             operation = getattr(endpoint, "__name__", "other") if endpoint is not None else "unrouted"
-            metrics["requests"].labels(operation, str(status)).inc()
-            metrics["request_seconds"].labels(operation).observe(time.perf_counter() - started)
+            self.telemetry.child("requests", operation, str(status)).inc()
+            self.telemetry.child("request_seconds", operation).observe(time.perf_counter() - started)
