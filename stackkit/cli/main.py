@@ -185,11 +185,11 @@ def config_validate(path: Annotated[Path, typer.Argument(help="a run.yaml")]) ->
     """Check a run.yaml: syntax, env vars, fields, provider types, provider configs, dependencies."""
     from stackkit.core.config import load_config
     from stackkit.core.resolver import plan
-    from stackkit.core.storage import sql_backend
+    from stackkit.core.storage import check_storage
 
     config = load_config(path)
     providers = plan(config)
-    sql_backend(config, "responses")  # where the SQL tables would go
+    check_storage(config)
     console.print(f"[green]ok[/]: {path} ({len(providers)} provider(s) enabled: "
                   f"{', '.join(p.provider_id for p in providers) or 'none'})", highlight=False)
 

@@ -69,6 +69,7 @@ class ResourceTable:
         self._listed: dict[str, Resource] = {}
         self._by_upstream: dict[str, list[Resource]] = {}
         self._declared: set[str] = set()
+        self._skipped: set[str] = set()  # stored resources of providers this stack does not have
         self.shared = bool(getattr(kvstore, "shared", False))  # other replicas register and delete too
         self.version = 0  # bumped on every change, for views computed from the resources
 
@@ -76,17 +77,20 @@ class ResourceTable:
         for _, value in await self._kv.range(f"{self.kind}:"):
             self._adopt(value)
 
-    def _adopt(self, value: str) -> None:
+    def _adopt(self, value: str) -> str:
+        """Take a stored resource in (run.yaml's of the same id win); its identifier."""
         resource = RESOURCE_CLASSES[self.kind].model_validate_json(value)
         if resource.identifier in self._declared:
-            return
-        if resource.provider_id in self.providers:
+            pass
+        elif resource.provider_id in self.providers:
             if self._registered.get(resource.identifier) != resource:
                 self._registered[resource.identifier] = resource
                 self.version += 1
-        else:
+        elif resource.identifier not in self._skipped:  # said once, not at every listing
+            self._skipped.add(resource.identifier)
             log.warning("skipping %s %r: provider %r is not configured", self.kind, resource.identifier,
                         resource.provider_id)
+        return resource.identifier
 
     async def fresh(self, identifier: str | None = None) -> None:
         """On a KV store replicas share, catch up with what they registered or deleted: `identifier` alone
@@ -94,13 +98,9 @@ class ResourceTable:
         if not self.shared:
             return
         if identifier is None:
-            seen = {value for _, value in await self._kv.range(f"{self.kind}:")}
-            gone = [i for i in self._registered if i not in self._declared]
-            for value in seen:
-                self._adopt(value)
-            ids = {RESOURCE_CLASSES[self.kind].model_validate_json(v).identifier for v in seen}
-            for stale in (i for i in gone if i not in ids):
-                self._registered.pop(stale, None)
+            kept = {self._adopt(value) for _, value in await self._kv.range(f"{self.kind}:")}
+            for gone in [i for i in self._registered if i not in self._declared and i not in kept]:
+                del self._registered[gone]
                 self.version += 1
             return
         if identifier in self._declared:

@@ -49,7 +49,6 @@ class AlchemyStore:
     synchronous LibraryClient runs its event loop on whichever thread calls it (core/loop_driver.py)."""
 
     def __init__(self, url: str, synchronous: str = "NORMAL") -> None:
-        self.url = url
         self.shared = url.startswith("postgresql")
         self.engine = _engine(url, synchronous)
 

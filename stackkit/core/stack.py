@@ -46,7 +46,7 @@ from stackkit.core.routing import (
     ShieldsTable,
     VectorIORouter,
 )
-from stackkit.core.storage import KVStore, StateLock, open_kvstore, open_sqldb, sql_backend, state_lock
+from stackkit.core.storage import KVStore, StateLock, check_storage, open_kvstore, open_sqldb, state_lock
 from stackkit.core.stored_completions import CompletionStore
 from stackkit.core.telemetry import Telemetry
 from stackkit.core.tool_runtime import ToolRuntimeService
@@ -83,7 +83,7 @@ class Stack:
         if not isinstance(config, RunConfig):
             config = load_config(config)
         ordered = plan(config)  # validates everything before anything is created
-        sql_backend(config, "responses")  # ... the storage layout included
+        check_storage(config)  # ... the storage layout included
         lock = state_lock(config)
         if lock is not None:
             lock.acquire()

@@ -212,6 +212,11 @@ def sql_backend(config: RunConfig, name: str) -> tuple[str, StorageBackend] | No
     return None
 
 
+def check_storage(config: RunConfig) -> None:
+    """Raise the config error a store layout would meet at start, before anything is opened."""
+    sql_backend(config, "sql")
+
+
 def open_sqldb(config: RunConfig, name: str) -> AlchemyStore:
     """The SQL store `name`: on the backend `storage.stores.<name>` (or `.sql`) names, else on the registry's
     PostgreSQL, else a sqlite file `<name>.db` in the state directory (in memory for an in-memory stack)."""
