@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from stackkit import AsyncLibraryClient
 from stackkit.core.config import parse_config
-from tests.integration.test_smollm2 import NAME, SCHEMAS, _obj
+from tests.integration.test_smollm2 import NAME, SCHEMAS, _obj, complete_json_within_any_budget
 
 pytest.importorskip("llama_cpp", reason="inline::llama-cpp needs llama-cpp-python: pip install 'stackkit[llama-cpp]'")
 pytestmark = [pytest.mark.asyncio(loop_scope="module")]
@@ -92,6 +92,23 @@ async def test_twenty_schemas_each_answered_with_valid_json(llama: AsyncLibraryC
     assert isinstance(json.loads(obj.choices[0].message.content), dict)
 
 
+async def test_json_is_complete_within_any_token_budget(llama: AsyncLibraryClient) -> None:
+    await complete_json_within_any_budget(llama)
+
+
+async def test_a_schema_llama_cpp_cannot_parse_is_a_400_not_a_crash(llama: AsyncLibraryClient) -> None:
+    import openai
+
+    value = {"$defs": {"value": {"anyOf": [{"type": "string", "maxLength": 8}, {"type": "array", "items": {
+        "$ref": "#/$defs/value"}}]}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/value"}}}
+    # its converter names the rule "value-" but refers to "value": a grammar llama.cpp cannot parse
+    with pytest.raises(openai.BadRequestError, match="rename \\$defs"):
+        await llama.chat.completions.create(model=MODEL, messages=FRANCE, response_format={
+            "type": "json_schema", "json_schema": {"name": "v", "schema": value}})
+    out = await llama.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+    assert "Paris" in out.choices[0].message.content
+
+
 async def test_a_forced_tool_call_is_a_real_call(llama: AsyncLibraryClient) -> None:
     for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         out = await llama.chat.completions.create(
@@ -136,3 +153,29 @@ async def test_a_prompt_over_the_context_is_a_clear_400(llama: AsyncLibraryClien
 
     with pytest.raises(openai.BadRequestError, match="context of 1024 tokens"):
         await llama.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 2000}])
+
+
+async def test_bf16_weights_are_converted_once_and_answer_the_same() -> None:
+    """`weights: bf16` serves the GGUF re-written with 16-bit weights (the form llama.cpp batches fastest on
+    CPU): converted once into the model cache, then loaded from there, answering as the 4-bit original does."""
+    from stackkit.providers.utils.model_cache import resolve
+
+    source = resolve(MODEL)
+    assert source.converted is not None
+    converted = source.converted.with_name(f"{source.converted.name}-bf16.gguf")
+    config = parse_config(textwrap.dedent(f"""
+        providers:
+          inference:
+            - {{provider_id: cpp, provider_type: inline::llama-cpp, config: {{model: {MODEL}, weights: bf16,
+                n_ctx: 512, max_sequences: 2}}}}
+        registered_resources:
+          models: [{{model_id: {MODEL}, provider_id: cpp}}]
+        storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
+        """), env={})
+    async with AsyncLibraryClient(config) as client:
+        await client.wait_ready(120)
+        out = await client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+        assert "Paris" in out.choices[0].message.content
+        engine = _engine(client)
+        assert engine.path == str(converted) and "BF16" in engine.description()
+        assert converted.stat().st_size > 2.5 * 98_000_000  # 16 bits a weight, not 4.5

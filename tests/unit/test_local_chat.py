@@ -69,3 +69,19 @@ def test_tool_call_parsing(text: str, content: str, calls: list[tuple[str, dict[
     rest, parsed = parse_tool_calls(text, {"get_weather", "a", "b"})
     assert rest == content
     assert [(c.function.name, json.loads(c.function.arguments)) for c in parsed] == calls
+
+
+def test_open_strings_are_bounded_to_fit_the_budget_and_bounded_ones_left_alone() -> None:
+    from stackkit.providers.utils.local_chat import CHARS_PER_TOKEN, fitted
+
+    schema = {"type": "object", "properties": {
+        "a": {"type": "string"}, "b": {"type": "array", "items": {"type": "string"}},
+        "code": {"type": "string", "pattern": "^[0-9]{5}$"}, "kind": {"type": "string", "enum": ["x", "y"]},
+        "short": {"type": "string", "maxLength": 3}}}
+    for budget in (64, 256, 2048):
+        out = fitted(schema, budget)["properties"]
+        cap = out["a"]["maxLength"]
+        assert out["b"]["items"]["maxLength"] == cap and cap * 5 <= budget * CHARS_PER_TOKEN  # a + 4 items
+        assert out["code"] == schema["properties"]["code"] and out["kind"] == schema["properties"]["kind"]  # type: ignore[index]
+        assert out["short"] == {"type": "string", "maxLength": 3}
+    assert fitted(schema, 2048)["properties"]["a"]["maxLength"] > fitted(schema, 256)["properties"]["a"]["maxLength"]

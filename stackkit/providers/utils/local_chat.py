@@ -272,8 +272,11 @@ def stops_of(stop: str | list[str] | None) -> list[str]:
 # ---- constrained output: the JSON schema a request's output must follow ---------------------------
 
 
-def request_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
-    """The JSON schema a chat request's output must follow, or None when it is free text."""
+def request_schema(request: ChatCompletionRequest, budget: int, keys_by_pattern: bool = False
+                   ) -> dict[str, Any] | None:
+    """The JSON schema a chat request's output must follow (None when it is free text), fitted to the `budget`
+    of tokens it may generate (see `fitted`). `keys_by_pattern`: the engine enforces patternProperties
+    (llguidance does, llama.cpp's converter drops them), so json_object's keys are bounded too."""
     tools = request.tools or []
     choice = request.tool_choice
     if tools and (choice == "required" or isinstance(choice, NamedToolChoice)):
@@ -285,28 +288,103 @@ def request_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
         calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
                   "properties": {"name": {"const": t.function.name},
                                  "arguments": closed(t.function.parameters or {"type": "object"})}} for t in chosen]
-        return calls[0] if len(calls) == 1 else {"anyOf": calls}
+        return fitted(calls[0] if len(calls) == 1 else {"anyOf": calls}, budget)
     fmt = request.response_format
     if fmt is None or fmt.type == "text":
         return None
-    if fmt.type == "json_object":
-        return {"type": "object"}
-    schema = fmt.json_schema.schema_  # type: ignore[union-attr]
-    return schema if schema else {"type": "object"}
+    schema = fmt.json_schema.schema_ if fmt.type == "json_schema" else None  # type: ignore[union-attr]
+    if not schema or schema == {"type": "object"}:
+        return fitted(_keys_bounded(ANY_OBJECT) if keys_by_pattern else ANY_OBJECT, budget)
+    return fitted(closed(schema, declared_only=True), budget)
 
 
-def closed(schema: Any) -> Any:
-    """A tool's parameter schema with objects closed where it leaves them open (as OpenAI's strict function
-    calling does): a forced call gets the parameters the function declares, not invented extra ones."""
+# A JSON object of any shape (json_object mode): written out so its strings can be bounded like a schema's.
+ANY_OBJECT: dict[str, Any] = {
+    "$defs": {"any": {"anyOf": [  # not "value": llama.cpp's converter has a rule of that name
+        {"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/$defs/any"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/$defs/any"}}]}},
+    "type": "object", "additionalProperties": {"$ref": "#/$defs/any"}}
+SHORT_KEY = '^[^"\\\\]{0,40}$'
+
+
+def _keys_bounded(node: Any) -> Any:
+    """Every open object's keys at most 40 characters (a small model can loop inside a key as in a value)."""
+    if isinstance(node, list):
+        return [_keys_bounded(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _keys_bounded(v) for k, v in node.items()}
+    if isinstance(node.get("additionalProperties"), dict) and "properties" not in node:
+        out["patternProperties"], out["additionalProperties"] = {SHORT_KEY: out["additionalProperties"]}, False
+    return out
+
+
+CHARS_PER_TOKEN = 2  # what a small model repeating itself gets ("kami, kami, ..."); prose gets about 4
+ITEMS_GUESS = 4  # how many items an unbounded array is counted as when dividing the budget
+TOKENS_PER_PROPERTY = 5  # a key, its quotes, colon and comma
+
+
+def fitted(schema: dict[str, Any], budget: int) -> dict[str, Any]:
+    """`schema` with a maxLength on every string it leaves unbounded, sized so that all of them together fit in
+    what the token budget leaves after the JSON's own structure. A small model under a grammar can repeat
+    itself inside a string until max_tokens runs out, and then the answer is no JSON at all; bounded, it is
+    complete JSON (at worst a string cut short) for any budget with room for the structure. Strings the
+    schema bounds, enumerates or patterns are left alone."""
+    slots = _string_slots(schema)
+    if not slots:
+        return schema
+    structure = 4 + TOKENS_PER_PROPERTY * json.dumps(schema).count('"type"')
+    cap = max(8, (budget - structure) * CHARS_PER_TOKEN * 3 // 4 // slots)
+    return _cap_strings(schema, cap)  # type: ignore[no-any-return]
+
+
+def _open_string(node: dict[str, Any]) -> bool:
+    return node.get("type") == "string" and not any(k in node for k in ("maxLength", "enum", "const", "pattern",
+                                                                         "format"))
+
+
+def _string_slots(node: Any) -> int:
+    if isinstance(node, list):
+        return sum(_string_slots(n) for n in node)
+    if not isinstance(node, dict):
+        return 0
+    if _open_string(node):
+        return 1
+    inner = sum(_string_slots(v) for k, v in node.items() if k not in ("enum", "const", "default", "examples"))
+    if node.get("type") == "array" or "items" in node:
+        return inner * min(int(node.get("maxItems", ITEMS_GUESS)), ITEMS_GUESS)
+    return inner
+
+
+def _cap_strings(node: Any, cap: int) -> Any:
+    if isinstance(node, list):
+        return [_cap_strings(n, cap) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if _open_string(node):
+        return {**node, "maxLength": cap}
+    return {k: v if k in ("enum", "const", "default", "examples") else _cap_strings(v, cap) for k, v in node.items()}
+
+
+def closed(schema: Any, declared_only: bool = False) -> Any:
+    """A schema with objects closed where it leaves them open (as OpenAI's strict mode, and xgrammar's
+    strict_mode, do): the output has the properties the schema declares, not invented extra ones a small
+    model can go on adding. A tool's bare {"type": "object"} (a function without parameters) is closed too;
+    with `declared_only`, only objects that declare properties are."""
     if isinstance(schema, list):
-        return [closed(s) for s in schema]
+        return [closed(s, declared_only) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: closed(v) if k in ("items", "anyOf", "oneOf", "allOf", "prefixItems") else v for k, v in schema.items()}
+    out = {k: closed(v, declared_only) if k in ("items", "anyOf", "oneOf", "allOf", "prefixItems") else v
+           for k, v in schema.items()}
+    for defs in ("$defs", "definitions"):
+        if isinstance(schema.get(defs), dict):
+            out[defs] = {k: closed(v, declared_only) for k, v in schema[defs].items()}
     if isinstance(schema.get("properties"), dict):
-        out["properties"] = {k: closed(v) for k, v in schema["properties"].items()}
-    if isinstance(schema.get("properties"), dict) or schema.get("type") == "object":
-        out.setdefault("additionalProperties", False)  # {"type": "object"} alone: a function without parameters
+        out["properties"] = {k: closed(v, declared_only) for k, v in schema["properties"].items()}
+    if isinstance(schema.get("properties"), dict) or (schema.get("type") == "object" and not declared_only):
+        out.setdefault("additionalProperties", False)
     return out
 
 

@@ -15,7 +15,8 @@ import json
 import math
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -56,6 +57,11 @@ class LlamaCppConfig(ProviderConfigBase):
     n_batch: int = Field(default=512, ge=8, description="tokens per llama_decode (prompts are fed in pieces)")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: every core)")
     default_max_tokens: int = Field(default=512, ge=1)
+    weights: Literal["as-stored", "bf16", "f16"] = Field(
+        default="as-stored",
+        description="as-stored keeps the GGUF's quantized weights (fastest for one request at a time); bf16 or f16 "
+                    "converts them once, losslessly for a 4-bit model, to 16-bit floats that llama.cpp multiplies "
+                    "as matrices: slower alone, much faster with several requests decoded together")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
@@ -88,8 +94,34 @@ def _load(config: LlamaCppConfig) -> LlamaEngine:
     if source.gguf_file is None:
         raise ConfigError(f"inline::llama-cpp loads GGUF files; {config.model!r} is not one. Point model at a "
                           ".gguf file or a packaged model name.")
-    return LlamaEngine(os.path.join(source.directory, source.gguf_file), config.n_ctx, config.max_sequences,
-                       config.n_batch, config.n_threads or os.cpu_count() or 1)
+    path = os.path.join(source.directory, source.gguf_file)
+    if config.weights != "as-stored":
+        assert source.converted is not None
+        path = _converted(path, source.converted.with_name(f"{source.converted.name}-{config.weights}.gguf"),
+                          config.weights)
+    threads = config.n_threads or os.cpu_count() or 1
+    return LlamaEngine(path, config.n_ctx, config.max_sequences, config.n_batch, threads)
+
+
+def _converted(path: str, target: Path, weights: str) -> str:
+    """The GGUF re-written with 16-bit float weights, once (llama.cpp's own quantize tool, about a second for a
+    135M model); written under a temporary name and renamed, so an interrupted conversion is redone."""
+    import ctypes
+
+    import llama_cpp as lib
+
+    if target.exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = lib.LLAMA_FTYPE_MOSTLY_BF16 if weights == "bf16" else lib.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    if lib.llama_model_quantize(path.encode(), str(part).encode(), ctypes.byref(params)) != 0:
+        raise ConfigError(f"llama.cpp could not convert {path} to {weights}; set weights: as-stored.")
+    os.replace(part, target)
+    return str(target)
 
 
 class LlamaCppInference(LocalModel[LlamaEngine]):
@@ -105,7 +137,7 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         await self.loading.get()
         return [ProviderModel(provider_model_id=self.model_id,
                               metadata={"context_length": self.config.n_ctx, "source": self.config.model,
-                                        "engine": "llama.cpp"})]
+                                        "engine": "llama.cpp", "weights": self.config.weights})]
 
     def _stop(self, engine: LlamaEngine) -> None:
         engine.stop()
@@ -126,10 +158,11 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self._check_model(request.model)
         engine = await self.loading.get()
-        prompt = render_prompt(_Template(engine), request)
-        schema = request_schema(request)
-        grammar = None if schema is None else await asyncio.to_thread(_gbnf, schema, schema_param(request))
-        gen = self._start(engine, engine.tokenize(prompt, chat=True), request, request.stop_list(), grammar)
+        prompt = engine.tokenize(render_prompt(_Template(engine), request), chat=True)
+        schema = request_schema(request, token_budget(request, len(prompt), self.config.n_ctx,
+                                                      self.config.default_max_tokens))
+        grammar = None if schema is None else await asyncio.to_thread(_gbnf, engine, schema, schema_param(request))
+        gen = self._start(engine, prompt, request, request.stop_list(), grammar)
         return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
@@ -178,15 +211,20 @@ def bounded(schema: Any, param: str) -> Any:
     return out
 
 
-def _gbnf(schema: dict[str, Any], param: str) -> str:
+def _gbnf(engine: LlamaEngine, schema: dict[str, Any], param: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     schema = bounded(schema, param)
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        grammar = str(json_schema_to_gbnf(json.dumps(schema)))
     except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises plain exceptions for what it cannot do
         raise InvalidRequestError(f"the JSON schema cannot be enforced by llama.cpp's grammar: {exc}; remove what "
                                   "it cannot express, or use inline::transformers (llguidance).", param=param) from None
+    if not engine.parses(grammar):  # the converter can emit what llama.cpp then rejects, e.g. for $defs names
+        raise InvalidRequestError("llama.cpp rejected the grammar made from this JSON schema; rename $defs entries "
+                                  "that share a name with a JSON type (value, string, number, ...), or use "
+                                  "inline::transformers (llguidance).", param=param)
+    return grammar
 
 
 class _Text:

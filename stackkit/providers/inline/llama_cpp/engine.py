@@ -67,6 +67,7 @@ class LlamaEngine(WorkerLoop[Sequence]):
         self.lib = lib
         lib.llama_backend_init()
         _quiet(lib)
+        self.path = path
         self.model = lib.llama_model_load_from_file(path.encode(), lib.llama_model_default_params())
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {path}")
@@ -104,6 +105,20 @@ class LlamaEngine(WorkerLoop[Sequence]):
 
     def token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def parses(self, grammar: str) -> bool:
+        """Whether llama.cpp accepts `grammar` (its parser logs why not; a sampler it cannot build is NULL)."""
+        sampler = self.lib.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+        if not sampler:
+            return False
+        self.lib.llama_sampler_free(sampler)
+        return True
+
+    def description(self) -> str:
+        """llama.cpp's name for what it loaded, e.g. "llama ?B Q4_1"."""
+        buf = ctypes.create_string_buffer(256)
+        n = self.lib.llama_model_desc(self.model, buf, 256)
+        return buf.raw[:max(n, 0)].decode("utf-8", "replace")
 
     def stop(self) -> None:
         super().stop()
@@ -146,8 +161,12 @@ class LlamaEngine(WorkerLoop[Sequence]):
                 return
             if s.cancelled:
                 continue
+            try:
+                s.sampler = self._sampler(s)
+            except RuntimeError as exc:
+                self.outbox.append((s, exc))
+                continue
             s.slot = self.free.pop()
-            s.sampler = self._sampler(s)
             s.decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self.active.append(s)
             self.active.sort(key=lambda a: a.slot)  # a batch in sequence order splits into the fewest ubatches
@@ -156,7 +175,11 @@ class LlamaEngine(WorkerLoop[Sequence]):
         lib = self.lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if s.grammar is not None:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_grammar(self.vocab, s.grammar.encode(), b"root"))
+            grammar = lib.llama_sampler_init_grammar(self.vocab, s.grammar.encode(), b"root")
+            if not grammar:  # checked before submitting; a NULL sampler in the chain would crash llama.cpp
+                lib.llama_sampler_free(chain)
+                raise RuntimeError("llama.cpp could not parse the output grammar")
+            lib.llama_sampler_chain_add(chain, grammar)
         if s.temperature <= 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:

@@ -190,7 +190,8 @@ class TransformersInference(LocalModel[_Loaded]):
         loaded = await self.loading.get()
         prompt = render_prompt(loaded.tokenizer, request)
         ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        schema = request_schema(request)
+        schema = request_schema(request, token_budget(request, len(ids), loaded.context_length,
+                                                      self.config.default_max_tokens), keys_by_pattern=True)
         matcher = None if schema is None else await asyncio.to_thread(loaded.grammars.matcher, schema,
                                                                          schema_param(request))
         gen = self._start(loaded, ids, request, request.stop_list(), matcher)
