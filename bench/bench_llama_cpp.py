@@ -134,12 +134,14 @@ def direct(path: str, tokens: int, rounds: int) -> float:
 
 
 async def their_server(path: str, tokens: int, concurrency: int) -> dict[str, Any]:
-    """llama-cpp-python's own OpenAI server under the same load, through the openai SDK."""
+    """llama-cpp-python's own OpenAI server under the same load, through the openai SDK. It reuses the previous
+    request's prompt prefix (as stackkit's slots do) and serves one request at a time."""
     import openai
 
     port = 18931
     server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", path, "--n_ctx", "1024",
-                               "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(os.cpu_count())],
+                               "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(os.cpu_count()),
+                               "--interrupt_requests", "False"],  # by default a new request cuts off the one streaming
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", timeout=600)

@@ -179,3 +179,22 @@ async def test_bf16_weights_are_converted_once_and_answer_the_same() -> None:
         engine = _engine(client)
         assert engine.path == str(converted) and "BF16" in engine.description()
         assert converted.stat().st_size > 2.5 * 98_000_000  # 16 bits a weight, not 4.5
+
+
+async def test_a_cached_prompt_prefix_is_not_prefilled_again_and_answers_the_same(llama: AsyncLibraryClient) -> None:
+    engine = _engine(llama)
+    first = await llama.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+    story: Any = [SYSTEM, {"role": "user", "content": "Write a long story about a dragon."}]
+    await asyncio.gather(*(llama.chat.completions.create(model=MODEL, messages=story, temperature=0, max_tokens=8)
+                           for _ in range(8)))  # every slot now caches the story's prompt
+    before = engine.reused
+    again = await llama.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+    assert again.choices[0].message.content == first.choices[0].message.content
+    shared_system_prompt = engine.reused - before
+    assert 5 <= shared_system_prompt < again.usage.prompt_tokens - 1  # the system prompt, not the question
+    turn: Any = [*FRANCE, {"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "And of Italy?"}]
+    before = engine.reused
+    follow = await llama.chat.completions.create(model=MODEL, messages=turn, temperature=0, max_tokens=20)
+    assert engine.reused - before >= again.usage.prompt_tokens  # the whole first turn came from the cache
+    assert follow.choices[0].message.content

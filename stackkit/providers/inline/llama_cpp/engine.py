@@ -4,8 +4,10 @@ The context holds `max_sequences` sequences (llama.cpp's n_seq_max, each with n_
 Each step puts into one llama_batch the next token of every decoding sequence and as much as fits of the
 prompts being prefilled, runs one llama_decode, then samples each sequence that has logits with its own
 sampler chain (its temperature, top_p and seed; a GBNF grammar when its output must be JSON). A sequence
-that finishes or whose caller left frees its slot at once, its KV cache cleared; requests beyond the
-slots wait for one. Text goes back to each caller's event loop as it is decoded (UTF-8 completed across
+that finishes or whose caller left frees its slot at once; requests beyond the slots wait for one. A slot
+keeps the KV cache of its last sequence, and a new request takes the free slot whose cache shares the
+longest prefix with its prompt, so only the rest is prefilled (the next turn of a chat, a repeated system
+prompt). Text goes back to each caller's event loop as it is decoded (UTF-8 completed across
 token boundaries); the event loop never waits on llama.cpp.
 """
 
@@ -39,6 +41,7 @@ class Sequence:
     out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     generated: int = 0
+    tokens: list[int] = field(default_factory=list)  # generated so far
     finish_reason: str = "length"
     # worker-thread state
     slot: int = -1
@@ -82,6 +85,8 @@ class LlamaEngine(WorkerLoop[Sequence]):
         self.n_ctx, self.n_batch = n_ctx, n_batch
         self.batch = lib.llama_batch_init(n_batch, 0, max_sequences)
         self.free = list(range(max_sequences))[::-1]  # slots from 0 up
+        self.cached: dict[int, list[int]] = {}  # a free slot's tokens still in the KV cache, from position 0
+        self.reused = 0  # prompt tokens not prefilled thanks to the cache
         self.active: list[Sequence] = []
         self.steps = 0
         self.max_batch_seen = 0
@@ -166,10 +171,29 @@ class LlamaEngine(WorkerLoop[Sequence]):
             except RuntimeError as exc:
                 self.outbox.append((s, exc))
                 continue
-            s.slot = self.free.pop()
+            self._take_slot(s)
             s.decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self.active.append(s)
             self.active.sort(key=lambda a: a.slot)  # a batch in sequence order splits into the fewest ubatches
+
+    def _take_slot(self, s: Sequence) -> None:
+        """The free slot whose cached tokens share the longest prefix with the prompt; the rest of its cache is
+        dropped. At least the prompt's last token is fed again: its logits start the answer."""
+        def shared(slot: int) -> int:
+            n = 0
+            for a, b in zip(self.cached.get(slot, ()), s.prompt, strict=False):
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        best = max(self.free, key=lambda slot: (shared(slot), -slot))
+        self.free.remove(best)
+        keep = max(0, min(shared(best), len(s.prompt) - 1))
+        self.lib.llama_memory_seq_rm(self.lib.llama_get_memory(self.ctx), best, keep, -1)
+        self.cached.pop(best, None)
+        s.slot, s.fed = best, keep
+        self.reused += keep
 
     def _sampler(self, s: Sequence) -> Any:
         lib = self.lib
@@ -232,6 +256,7 @@ class LlamaEngine(WorkerLoop[Sequence]):
             self._finish(s, None)
             return
         s.generated += 1
+        s.tokens.append(token)
         s.last = token
         text = s.decoder.decode(self._piece(token, special=False))
         if text:
@@ -251,7 +276,8 @@ class LlamaEngine(WorkerLoop[Sequence]):
     def _finish(self, s: Sequence, error: BaseException | None) -> None:
         if s in self.active:
             self.active.remove(s)
-            self.lib.llama_memory_seq_rm(self.lib.llama_get_memory(self.ctx), s.slot, -1, -1)
+            # in the cache: the prompt as far as fed, then every generated token but the last (never fed)
+            self.cached[s.slot] = s.prompt[:s.fed] + (s.tokens[:-1] if s.fed == len(s.prompt) else [])
             self.lib.llama_sampler_free(s.sampler)
             self.free.append(s.slot)
             self.free.sort(reverse=True)
