@@ -44,7 +44,7 @@ def one_run() -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}/v1"
     env = {**os.environ, "STACKKIT_HOME": tempfile.mkdtemp(prefix="bench-starter-"), "HF_HUB_OFFLINE": "1"}
-    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL", "SAFETY_MODEL"):
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "LOCAL_MODEL", "SAFETY_MODEL"):
         env.pop(key, None)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", "starter", "--port", str(port)],

@@ -35,7 +35,9 @@ class _Strict(BaseModel):
 
 class ProviderConfig(_Strict):
     provider_id: str
-    provider_type: str | None = None
+    provider_type: str | list[str] | None = Field(
+        default=None, description="e.g. remote::openai; a list names alternatives: the first whose pip packages are "
+        "installed is used (the last when none is)")
     module: str | None = Field(default=None, description="third-party provider module exposing `provider_spec`")
     config: dict[str, Any] = Field(default_factory=dict)
 

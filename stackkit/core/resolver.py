@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,8 @@ def _find_spec(config: RunConfig, api: Api, index: int, entry: ProviderConfig) -
     if entry.module:
         specs = [s for s in specs_from_module(entry.module) if s.api is api]
         if entry.provider_type:
-            specs = [s for s in specs if s.provider_type == entry.provider_type]
+            types = [entry.provider_type] if isinstance(entry.provider_type, str) else entry.provider_type
+            specs = [s for s in specs if s.provider_type in types]
         if not specs:
             raise config.error(
                 f"module '{entry.module}' declares no {api.value} provider"
@@ -53,15 +55,29 @@ def _find_spec(config: RunConfig, api: Api, index: int, entry: ProviderConfig) -
     if not entry.provider_type:
         raise config.error("set provider_type (e.g. remote::openai) or module", *where)
     known = provider_registry()[api]
-    spec = known.get(entry.provider_type)
-    if spec is None:
-        names = ", ".join(sorted(known)) or "none"
-        raise config.error(
-            f"unknown provider_type '{entry.provider_type}' for the {api.value} API. Known types: {names}. "
-            f"See `stackkit list-providers {api.value}`.",
-            *where, "provider_type",
-        )
-    return spec
+    wanted = [entry.provider_type] if isinstance(entry.provider_type, str) else entry.provider_type
+    specs = []
+    for provider_type in wanted:
+        spec = known.get(provider_type)
+        if spec is None:
+            names = ", ".join(sorted(known)) or "none"
+            raise config.error(
+                f"unknown provider_type '{provider_type}' for the {api.value} API. Known types: {names}. "
+                f"See `stackkit list-providers {api.value}`.",
+                *where, "provider_type",
+            )
+        specs.append(spec)
+    return next((s for s in specs if installed(s)), specs[-1])
+
+
+def installed(spec: ProviderSpec) -> bool:
+    """Whether the provider's pip packages are installed (their metadata is read; nothing is imported)."""
+    for package in spec.pip_packages:
+        try:
+            importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return False
+    return True
 
 
 def _typed_config(config: RunConfig, api: Api, index: int, spec: ProviderSpec, raw: dict[str, Any]) -> BaseModel:

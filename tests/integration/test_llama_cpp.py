@@ -155,18 +155,29 @@ async def test_a_prompt_over_the_context_is_a_clear_400(llama: AsyncLibraryClien
         await llama.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 2000}])
 
 
-async def test_bf16_weights_are_converted_once_and_answer_the_same() -> None:
-    """`weights: bf16` serves the GGUF re-written with 16-bit weights (the form llama.cpp batches fastest on
-    CPU): converted once into the model cache, then loaded from there, answering as the 4-bit original does."""
-    from stackkit.providers.utils.model_cache import resolve
+async def test_small_models_get_16_bit_weights_converted_once_and_as_stored_keeps_the_file(
+        llama: AsyncLibraryClient) -> None:
+    """By default (weights: auto) a small GGUF is served re-written with 16-bit weights (what llama.cpp batches
+    fastest on CPU, with unquantized activations): converted once into the model cache. `as-stored` serves the
+    4-bit file itself; its activations are quantized to 8 bits, and without a system prompt SmolLM2 then
+    answers the France question in broken French where the 16-bit weights answer "Paris"."""
+    from stackkit.providers.inline.llama_cpp import _cpu_has_bf16
+    from stackkit.providers.utils.model_cache import fetch, resolve
 
     source = resolve(MODEL)
     assert source.converted is not None
-    converted = source.converted.with_name(f"{source.converted.name}-bf16.gguf")
+    kind = "bf16" if _cpu_has_bf16() else "f16"
+    converted = source.converted.with_name(f"{source.converted.name}-{kind}.gguf")
+    engine = _engine(llama)
+    assert engine.path == str(converted) and kind.upper() in engine.description()
+    assert converted.stat().st_size > 2.5 * 98_000_000  # 16 bits a weight, not 4.5
+    bare: Any = [{"role": "user", "content": "What is the capital of France?"}]
+    out = await llama.chat.completions.create(model=MODEL, messages=bare, temperature=0, max_tokens=20)
+    assert "Paris" in out.choices[0].message.content
     config = parse_config(textwrap.dedent(f"""
         providers:
           inference:
-            - {{provider_id: cpp, provider_type: inline::llama-cpp, config: {{model: {MODEL}, weights: bf16,
+            - {{provider_id: cpp, provider_type: inline::llama-cpp, config: {{model: {MODEL}, weights: as-stored,
                 n_ctx: 512, max_sequences: 2}}}}
         registered_resources:
           models: [{{model_id: {MODEL}, provider_id: cpp}}]
@@ -174,11 +185,9 @@ async def test_bf16_weights_are_converted_once_and_answer_the_same() -> None:
         """), env={})
     async with AsyncLibraryClient(config) as client:
         await client.wait_ready(120)
+        assert _engine(client).path == str(fetch(MODEL)) and "Q4_1" in _engine(client).description()
         out = await client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
         assert "Paris" in out.choices[0].message.content
-        engine = _engine(client)
-        assert engine.path == str(converted) and "BF16" in engine.description()
-        assert converted.stat().st_size > 2.5 * 98_000_000  # 16 bits a weight, not 4.5
 
 
 async def test_a_cached_prompt_prefix_is_not_prefilled_again_and_answers_the_same(llama: AsyncLibraryClient) -> None:

@@ -4,6 +4,7 @@ the OpenAPI document, remote::openai against a real upstream, and `stackkit run`
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import signal
@@ -285,7 +286,7 @@ def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
     PyPI once) answers chat and Responses, MiniLM embeds, and vector stores search, with no keys."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL")}
+           if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "LOCAL_MODEL")}
     env.update(STACKKIT_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, "-m", "stackkit.cli.main", "run", "starter", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -302,7 +303,7 @@ def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
             pytest.fail("stackkit run starter did not become healthy")
         # healthy before the models are in: they load in the background and their requests wait for them
         health = httpx.get(f"{base}/health").json()
-        assert set(health["loading"]) <= {"sentence-transformers", "transformers"} and health["failed"] == []
+        assert set(health["loading"]) <= {"sentence-transformers", "local"} and health["failed"] == []
         with openai.OpenAI(base_url=base, api_key="none", max_retries=0) as sdk:
             question = "What is the capital of France?"
             chat = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0, max_tokens=30,
@@ -341,6 +342,9 @@ def test_stackkit_run_starter_works_offline(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL"):
         assert f"set {var} to enable" in err
+    # the chat model runs on llama.cpp where it is installed (as in CI), else on transformers
+    engine = "inline::llama-cpp" if importlib.util.find_spec("llama_cpp") else "inline::transformers"
+    assert f"local ({engine})" in err, err
     assert proc.returncode == 0, err
 
 

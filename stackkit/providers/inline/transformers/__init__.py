@@ -67,7 +67,7 @@ class TransformersConfig(ProviderConfigBase):
 
     @classmethod
     def sample_run_config(cls, **kwargs: Any) -> dict[str, Any]:
-        return {"model": "${env.TRANSFORMERS_MODEL:=}", "device": "${env.TRANSFORMERS_DEVICE:=auto}"}
+        return {"model": "${env.LOCAL_MODEL:=smollm2-135m-instruct}", "device": "${env.TRANSFORMERS_DEVICE:=auto}"}
 
 
 def _load(config: TransformersConfig) -> tuple[Any, Any]:
@@ -275,5 +275,5 @@ class _TextStream:
 
 
 async def create(config: TransformersConfig, deps: dict[Api, Any]) -> TransformersInference:
-    check_model_path("inline::transformers", config.model, "TRANSFORMERS_MODEL", "a model directory, a .gguf file")
+    check_model_path("inline::transformers", config.model, "a model directory, a .gguf file")
     return TransformersInference(config)  # loads in the background
