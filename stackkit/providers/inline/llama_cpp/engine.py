@@ -3,7 +3,9 @@
 The context holds `max_sequences` sequences (llama.cpp's n_seq_max, each with n_ctx tokens of KV cache).
 Each step puts into one llama_batch the next token of every decoding sequence and as much as fits of the
 prompts being prefilled, runs one llama_decode, then samples each sequence that has logits with its own
-sampler chain (its temperature, top_p and seed; a GBNF grammar when its output must be JSON). A sequence
+sampler chain (its temperature, top_p and seed; a GBNF grammar when its output must be JSON: the token the
+chain picks is checked against the grammar alone, and only when the grammar refuses it is the whole
+vocabulary masked and the pick made again, as llama.cpp's own samplers do). A sequence
 that finishes or whose caller left frees its slot at once; requests beyond the slots wait for one. A slot
 keeps the KV cache of its last sequence, and a new request takes the free slot whose cache shares the
 longest prefix with its prompt, so only the rest is prefilled (the next turn of a chat, a repeated system
@@ -25,6 +27,7 @@ from typing import Any
 from stackkit.providers.utils.local_engine import END, WorkerLoop, drain
 
 log = logging.getLogger("stackkit.llama_cpp")
+TOP_K = 16  # greedy constrained decoding first looks for an allowed token among the model's 16 likeliest
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Sequence:
     last: int = -1  # the token sampled last, fed in the next step
     logits_at: int = -1  # this step's batch index whose logits are this sequence's
     sampler: Any = None
+    grammar_sampler: Any = None
     decoder: Any = None
 
 
@@ -95,6 +99,7 @@ class LlamaEngine(WorkerLoop[Sequence]):
         self.bos, self.eos = self.token_text(lib.llama_vocab_bos(self.vocab)), self.token_text(
             lib.llama_vocab_eos(self.vocab))
         self.outbox: list[tuple[Sequence, Any]] = []  # text for callers, sent once per step
+        self._candidates()
         self.thread.start()
 
     # ---- called from the event loop's side (thread-safe: no llama.cpp state is touched) ------------
@@ -110,6 +115,18 @@ class LlamaEngine(WorkerLoop[Sequence]):
 
     def token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def _candidates(self) -> None:
+        """Token-data arrays for grammar checks: one token, and the whole vocabulary (a numpy view over it)."""
+        import numpy as np
+
+        lib = self.lib
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        record = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self._buffers = [(lib.llama_token_data * n)() for n in (1, TOP_K, self.n_vocab)]  # kept alive here
+        self._one, self._some, self._all = (lib.llama_token_data_array(b, len(b), -1, False) for b in self._buffers)
+        self._some_view, self._all_view = (np.ctypeslib.as_array(b).view(record) for b in self._buffers[1:])
+        self._ids = np.arange(self.n_vocab, dtype=np.int32)
 
     def parses(self, grammar: str) -> bool:
         """Whether llama.cpp accepts `grammar` (its parser logs why not; a sampler it cannot build is NULL)."""
@@ -199,11 +216,10 @@ class LlamaEngine(WorkerLoop[Sequence]):
         lib = self.lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if s.grammar is not None:
-            grammar = lib.llama_sampler_init_grammar(self.vocab, s.grammar.encode(), b"root")
-            if not grammar:  # checked before submitting; a NULL sampler in the chain would crash llama.cpp
+            s.grammar_sampler = lib.llama_sampler_init_grammar(self.vocab, s.grammar.encode(), b"root")
+            if not s.grammar_sampler:  # checked before submitting; a NULL sampler would crash llama.cpp
                 lib.llama_sampler_free(chain)
                 raise RuntimeError("llama.cpp could not parse the output grammar")
-            lib.llama_sampler_chain_add(chain, grammar)
         if s.temperature <= 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -251,6 +267,8 @@ class LlamaEngine(WorkerLoop[Sequence]):
     def _sample(self, s: Sequence) -> None:
         lib = self.lib
         token = lib.llama_sampler_sample(s.sampler, self.ctx, s.logits_at)
+        if s.grammar_sampler is not None:
+            token = self._within_grammar(s, token)
         if lib.llama_vocab_is_eog(self.vocab, token):
             s.finish_reason = "stop"
             self._finish(s, None)
@@ -264,6 +282,42 @@ class LlamaEngine(WorkerLoop[Sequence]):
         if s.generated >= s.max_tokens or len(s.prompt) + s.generated >= self.n_ctx:
             s.finish_reason = "length"
             self._finish(s, None)
+
+    def _within_grammar(self, s: Sequence, token: int) -> int:
+        """`token` if the grammar allows it (checked alone: cheap), else the chain's pick among the tokens the
+        grammar allows (the whole vocabulary masked: a few milliseconds); the grammar then advances."""
+        lib = self.lib
+        one = self._one.data[0]
+        one.id, one.logit, one.p = token, 0.0, 0.0
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._one))
+        if one.logit == float("-inf"):
+            import numpy as np
+
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
+            token = self._best_allowed(s, logits) if s.temperature <= 0 else -1
+            if token < 0:  # sampling, or none of the likeliest allowed: mask the whole vocabulary
+                self._all_view["id"] = self._ids
+                self._all_view["logit"] = logits
+                self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
+                lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
+                lib.llama_sampler_apply(s.sampler, ctypes.byref(self._all))
+                token = self._all.data[self._all.selected].id
+        lib.llama_sampler_accept(s.grammar_sampler, token)
+        return int(token)
+
+    def _best_allowed(self, s: Sequence, logits: Any) -> int:
+        """Greedy: the likeliest of the TOP_K likeliest tokens the grammar allows (it is then the likeliest
+        allowed at all), or -1 when it allows none of them."""
+        import numpy as np
+
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        top = top[np.argsort(-logits[top])]
+        self._some_view["id"], self._some_view["logit"] = top, logits[top]
+        self._some.size, self._some.selected, self._some.sorted = TOP_K, -1, False
+        self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._some))
+        allowed = np.flatnonzero(self._some_view["logit"] != -np.inf)  # the grammar keeps the order
+        return int(self._some_view["id"][allowed[0]]) if len(allowed) else -1
 
     def _piece(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(64)
@@ -279,6 +333,8 @@ class LlamaEngine(WorkerLoop[Sequence]):
             # in the cache: the prompt as far as fed, then every generated token but the last (never fed)
             self.cached[s.slot] = s.prompt[:s.fed] + (s.tokens[:-1] if s.fed == len(s.prompt) else [])
             self.lib.llama_sampler_free(s.sampler)
+            if s.grammar_sampler is not None:
+                self.lib.llama_sampler_free(s.grammar_sampler)
             self.free.append(s.slot)
             self.free.sort(reverse=True)
         if error is not None:
