@@ -66,15 +66,20 @@ JOKE = {"type": "object", "properties": {"setup": {"type": "string"}, "punchline
 
 async def complete_json_within_any_budget(client: Any) -> None:
     """A 135M model asked for a long joke repeats itself inside a string (on llama.cpp: "Saya, kami, kami,
-    ..." until max_tokens, so no JSON); with strings bounded to fit the budget the answer is whole JSON that
-    validates, at worst with a string cut short."""
+    ..."), a key or a number ("1111..." in json_object mode) until max_tokens. The answer must still be whole
+    JSON that validates (strings bounded from the budget; near its end the engine steers to closing), at
+    worst with a value cut short: never JSON cut off."""
     ask: Any = [{"role": "user", "content": "Tell me a very long joke about cats, with a very long setup."}]
-    fmt: Any = {"type": "json_schema", "json_schema": {"name": "joke", "schema": JOKE}}
-    for max_tokens in (60, 160, 256):
-        out = await client.chat.completions.create(model=MODEL, messages=ask, temperature=0, max_tokens=max_tokens,
-                                                   response_format=fmt)
-        jsonschema.validate(json.loads(out.choices[0].message.content), JOKE)
-        assert out.usage.completion_tokens <= max_tokens and out.choices[0].finish_reason == "stop"
+    formats: Any = [({"type": "json_schema", "json_schema": {"name": "joke", "schema": JOKE}}, JOKE),
+                    ({"type": "json_object"}, {"type": "object"})]
+    for max_tokens in (24, 60, 160, 256):
+        for fmt, schema in formats:
+            out = await client.chat.completions.create(model=MODEL, messages=ask, temperature=0,
+                                                       max_tokens=max_tokens, response_format=fmt)
+            text = out.choices[0].message.content
+            assert out.choices[0].finish_reason == "stop", (max_tokens, fmt, text)
+            jsonschema.validate(json.loads(text), schema)
+            assert out.usage.completion_tokens <= max_tokens and out.choices[0].finish_reason == "stop", text
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

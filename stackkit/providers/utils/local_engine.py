@@ -126,6 +126,25 @@ class LocalModel(abc.ABC, Generic[E]):
                                 code="model_not_found")
 
 
+_CLOSING = {'"': 1, "}": 1, "]": 1, "{": -1, "[": -1, ",": -1}
+
+
+def closing_scores(pieces: list[str]) -> list[float]:
+    """How far each token's text goes toward ending a JSON document: closing quotes and brackets count up,
+    opening brackets and commas (another item) down, and a text that ends in a bracket a half more (`"}`
+    ends a string and an object; `}"` may only end a string). Used near the end of a constrained answer's
+    budget."""
+    return [sum(_CLOSING.get(c, 0) for c in piece) + (0.5 if piece.rstrip().endswith(("}", "]")) else 0)
+            for piece in pieces]
+
+
+def closing_reserve(budget: int) -> int:
+    """The last tokens of a constrained answer's budget, in which the engine picks, among the tokens the
+    grammar allows, the one that goes furthest toward ending the JSON (the model's choice among equals):
+    a model still looping then ends with whole JSON, not with max_tokens in the middle of it."""
+    return max(8, min(48, budget // 4))
+
+
 def check_model_path(provider_type: str, model: str, kinds: str) -> None:
     """A model given as a path must exist (a packaged name or hub id is fetched later)."""
     path = os.path.expanduser(model)

@@ -45,7 +45,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
-from stackkit.providers.utils.local_engine import LocalModel, check_model_path, token_budget
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path, closing_reserve, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 
@@ -172,7 +172,7 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         check_sampling(request, "inline::llama-cpp", constrains=True)
         budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens,
                               ", or raise n_ctx")
-        sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar,
+        sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar, reserve=closing_reserve(budget),
                             temperature=1.0 if request.temperature is None else request.temperature,
                             top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
         engine.submit(sequence)

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackkit.providers.utils.local_engine import END, WorkerLoop, drain
+from stackkit.providers.utils.local_engine import END, WorkerLoop, closing_scores, drain
 
 log = logging.getLogger("stackkit.llama_cpp")
 TOP_K = 16  # greedy constrained decoding first looks for an allowed token among the model's 16 likeliest
@@ -40,6 +40,7 @@ class Sequence:
     top_p: float = 1.0
     seed: int | None = None
     grammar: str | None = None  # GBNF the output must follow
+    reserve: int = 0  # the last tokens of the budget, in which a grammar's output is steered to its end
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
@@ -127,6 +128,7 @@ class LlamaEngine(WorkerLoop[Sequence]):
         self._one, self._some, self._all = (lib.llama_token_data_array(b, len(b), -1, False) for b in self._buffers)
         self._some_view, self._all_view = (np.ctypeslib.as_array(b).view(record) for b in self._buffers[1:])
         self._ids = np.arange(self.n_vocab, dtype=np.int32)
+        self._closers: Any = None  # closing_scores of every token, made on first need
 
     def parses(self, grammar: str) -> bool:
         """Whether llama.cpp accepts `grammar` (its parser logs why not; a sampler it cannot build is NULL)."""
@@ -280,13 +282,25 @@ class LlamaEngine(WorkerLoop[Sequence]):
         if text:
             self.outbox.append((s, text))
         if s.generated >= s.max_tokens or len(s.prompt) + s.generated >= self.n_ctx:
-            s.finish_reason = "length"
+            s.finish_reason = "stop" if self._grammar_complete(s) else "length"
             self._finish(s, None)
+
+    def _grammar_complete(self, s: Sequence) -> bool:
+        """Whether a grammar's output is whole (the grammar would let it end here)."""
+        if s.grammar_sampler is None:
+            return False
+        one = self._one.data[0]
+        one.id, one.logit, one.p = self.lib.llama_vocab_eos(self.vocab), 0.0, 0.0
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._one))
+        return bool(one.logit != float("-inf"))
 
     def _within_grammar(self, s: Sequence, token: int) -> int:
         """`token` if the grammar allows it (checked alone: cheap), else the chain's pick among the tokens the
         grammar allows (the whole vocabulary masked: a few milliseconds); the grammar then advances."""
         lib = self.lib
+        if s.max_tokens - s.generated <= s.reserve:
+            return self._closing(s)
         one = self._one.data[0]
         one.id, one.logit, one.p = token, 0.0, 0.0
         self._one.size, self._one.selected, self._one.sorted = 1, -1, False
@@ -305,6 +319,22 @@ class LlamaEngine(WorkerLoop[Sequence]):
                 token = self._all.data[self._all.selected].id
         lib.llama_sampler_accept(s.grammar_sampler, token)
         return int(token)
+
+    def _closing(self, s: Sequence) -> int:
+        """Near the end of the budget: of the tokens the grammar allows, the one going furthest toward
+        ending the JSON (closing_scores), the model's likeliest among equals."""
+        import numpy as np
+
+        if self._closers is None:
+            self._closers = np.array(closing_scores([self._piece(i, special=False).decode("utf-8", "replace")
+                                                     for i in range(self.n_vocab)]), dtype=np.float32)
+        logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
+        self._all_view["id"], self._all_view["logit"] = self._ids, logits
+        self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
+        self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
+        token = int(np.argmax(self._all_view["logit"] + self._closers * 1e4))  # -inf stays -inf
+        self.lib.llama_sampler_accept(s.grammar_sampler, token)
+        return token
 
     def _best_allowed(self, s: Sequence, logits: Any) -> int:
         """Greedy: the likeliest of the TOP_K likeliest tokens the grammar allows (it is then the likeliest

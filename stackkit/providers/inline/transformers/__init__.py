@@ -45,7 +45,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
-from stackkit.providers.utils.local_engine import LocalModel, check_model_path, token_budget
+from stackkit.providers.utils.local_engine import LocalModel, check_model_path, closing_reserve, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
 if TYPE_CHECKING:
@@ -176,7 +176,9 @@ class TransformersInference(LocalModel[_Loaded]):
 
         check_sampling(request, "inline::transformers", constrains=True)
         wanted = token_budget(request, len(prompt_ids), loaded.context_length, self.config.default_max_tokens)
+        closers = None if matcher is None else loaded.grammars.closers()
         generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
+                                closers=closers, reserve=closing_reserve(wanted),
                                 temperature=1.0 if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
                                 matcher=matcher)

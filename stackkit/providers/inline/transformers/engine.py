@@ -43,6 +43,8 @@ class Generation:
     generator: torch.Generator | None = None
     matcher: Any = None  # an llguidance matcher: only tokens that keep the output in its grammar are sampled
     bitmask: torch.Tensor | None = None
+    closers: torch.Tensor | None = None  # closing_scores of the vocabulary, with a matcher
+    reserve: int = 0  # the last tokens of the budget, in which the matcher's output is steered to its end
 
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -198,14 +200,21 @@ class BatchEngine(WorkerLoop[Generation]):
 
     @classmethod
     def _sample(cls, logits: torch.Tensor, rows: list[Generation]) -> list[int]:
+        closing: set[int] = set()
         if any(g.matcher is not None for g in rows):
             logits = logits.float()
             cls._constrain(logits, rows)
-        if all(g.temperature <= 0 for g in rows):  # greedy: one op for the whole batch
+            closing = {i for i, g in enumerate(rows) if g.closers is not None and g.max_new_tokens - g.generated
+                       <= g.reserve}
+            for i in closing:  # of the allowed tokens, the one going furthest toward ending the JSON
+                closers = rows[i].closers
+                assert closers is not None
+                logits[i, :closers.shape[0]] += closers * 1e4
+        if all(g.temperature <= 0 or i in closing for i, g in enumerate(rows)):  # greedy: one op for the batch
             return [int(t) for t in logits.argmax(dim=-1).tolist()]
         tokens = []
-        for row, g in zip(logits.float(), rows, strict=True):
-            if g.temperature <= 0:
+        for i, (row, g) in enumerate(zip(logits.float(), rows, strict=True)):
+            if g.temperature <= 0 or i in closing:
                 tokens.append(int(row.argmax()))
                 continue
             probs = torch.softmax(row / g.temperature, dim=-1)

@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 from stackkit.errors import InvalidRequestError, MissingPackageError
+from stackkit.providers.utils.local_engine import closing_scores
 
 COMPACT = {"whitespace_flexible": False}  # no runs of spaces or newlines for a small model to get lost in
 
@@ -30,6 +31,19 @@ class Grammars:
         self.vocab_size = vocab_size
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._closers: Any = None
+
+    def closers(self) -> Any:
+        """closing_scores of the vocabulary as a tensor (made once: token texts as the tokenizer stores them,
+        where JSON's quotes and brackets are themselves)."""
+        import torch
+
+        with self._lock:
+            if self._closers is None:
+                pieces = self.hf_tokenizer.convert_ids_to_tokens(list(range(len(self.hf_tokenizer))))
+                scores = closing_scores([p or "" for p in pieces])[: self.vocab_size]
+                self._closers = torch.tensor(scores, dtype=torch.float32)
+        return self._closers
 
     def _llg(self) -> Any:
         try:
