@@ -18,7 +18,13 @@ import pytest_asyncio
 
 from stackkit import AsyncLibraryClient
 from stackkit.core.config import parse_config
-from tests.integration.test_smollm2 import NAME, SCHEMAS, _obj, complete_json_within_any_budget
+from tests.integration.test_smollm2 import (
+    NAME,
+    SCHEMAS,
+    _obj,
+    auto_calls_when_asked_and_answers_after_the_result,
+    complete_json_within_any_budget,
+)
 
 pytest.importorskip("llama_cpp", reason="inline::llama-cpp needs llama-cpp-python: pip install 'stackkit[llama-cpp]'")
 pytestmark = [pytest.mark.asyncio(loop_scope="module")]
@@ -107,6 +113,10 @@ async def test_a_schema_llama_cpp_cannot_parse_is_a_400_not_a_crash(llama: Async
             "type": "json_schema", "json_schema": {"name": "v", "schema": value}})
     out = await llama.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
     assert "Paris" in out.choices[0].message.content
+
+
+async def test_auto_tool_choice_calls_when_asked(llama: AsyncLibraryClient) -> None:
+    await auto_calls_when_asked_and_answers_after_the_result(llama)
 
 
 async def test_a_forced_tool_call_is_a_real_call(llama: AsyncLibraryClient) -> None:

@@ -82,6 +82,26 @@ async def complete_json_within_any_budget(client: Any) -> None:
             assert out.usage.completion_tokens <= max_tokens and out.choices[0].finish_reason == "stop", text
 
 
+async def auto_calls_when_asked_and_answers_after_the_result(client: Any) -> None:
+    """tool_choice auto on SmolLM2 (its template shows no tools): a question a tool answers gets a real call
+    with arguments that validate, small talk gets text, and after the tool's result the model answers."""
+    weather: Any = [{"type": "function", "function": {"name": "get_weather", "description": "Get the weather at a "
+                     "location.", "parameters": _obj({"location": {"type": "string"}})}}]
+    ask: Any = [{"role": "user", "content": "What is the weather in San Francisco, CA?"}]
+    out = await client.chat.completions.create(model=MODEL, messages=ask, tools=weather, temperature=0)
+    (call,) = out.choices[0].message.tool_calls
+    assert out.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert "San Francisco" in json.loads(call.function.arguments)["location"]
+    chat = await client.chat.completions.create(model=MODEL, tools=weather, temperature=0, max_tokens=20,
+                                                messages=[{"role": "user", "content": "Hello! How are you?"}])
+    assert not chat.choices[0].message.tool_calls and chat.choices[0].message.content
+    turn = [*ask, out.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "It's sunny."}]
+    done = await client.chat.completions.create(model=MODEL, messages=turn, tools=weather, temperature=0,
+                                                max_tokens=40)
+    assert not done.choices[0].message.tool_calls and done.choices[0].message.content
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def smol() -> AsyncIterator[AsyncLibraryClient]:
     config = parse_config(textwrap.dedent(f"""
@@ -111,6 +131,10 @@ async def test_twenty_schemas_each_answered_with_valid_json(smol: Any) -> None:
 
 async def test_json_is_complete_within_any_token_budget(smol: Any) -> None:
     await complete_json_within_any_budget(smol)
+
+
+async def test_auto_tool_choice_calls_when_asked(smol: Any) -> None:
+    await auto_calls_when_asked_and_answers_after_the_result(smol)
 
 
 async def test_a_forced_tool_call_is_a_real_call(smol: Any) -> None:

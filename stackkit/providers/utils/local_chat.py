@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from stackkit.apis.inference import (
@@ -94,6 +94,36 @@ def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
     else:
         messages = [{"role": "system", "content": described}, *messages]
     return _apply(tokenizer, messages, None)
+
+
+TOOLS_DECISION = ("You can call these functions:\n{tools}\n\nShould one of them be called to answer the user's "
+                  "message? Answer yes or no.")
+
+
+async def chosen_tool_use(tokenizer: Any, request: ChatCompletionRequest,
+                          complete: Callable[[ChatCompletionRequest], Awaitable[Any]]) -> ChatCompletionRequest:
+    """`tool_choice: auto` on a model whose chat template renders no tools (SmolLM2's): such a model, given
+    the fallback prompt, answers in text whatever it is asked. So it is first asked, in a one-word answer
+    its grammar limits to yes or no, whether one of the functions should be called; yes makes the call
+    required (a grammar then makes it a real call of an offered function), no leaves it to answer in text.
+    After a tool result it is not asked again: it answers, and an agent loop ends."""
+    if not request.tools or request.tool_choice not in (None, "auto") or request.messages[-1].role == "tool":
+        return request
+    messages = template_messages(request)
+    wrapped = [{"type": "function", "function": t.function.model_dump(exclude_none=True)} for t in request.tools]
+    if _apply(tokenizer, messages, wrapped) != _apply(tokenizer, messages, None):
+        return request  # the template shows the model its tools: it decides in its own format
+    described = TOOLS_DECISION.format(tools="\n".join(json.dumps(t["function"]) for t in wrapped))
+    history = [m.model_dump(exclude_none=True) for m in request.messages if m.role not in ("system", "developer")]
+    yes_or_no = {"name": "decision", "schema": {"enum": ["yes", "no"]}}
+    decision = ChatCompletionRequest.model_validate({
+        "model": request.model, "temperature": 0, "max_tokens": 4,
+        "messages": [{"role": "system", "content": described}, *history],
+        "response_format": {"type": "json_schema", "json_schema": yes_or_no}})
+    answer = await complete(decision)
+    if json.loads(answer.choices[0].message.content or '"no"') == "yes":
+        return request.model_copy(update={"tool_choice": "required"})
+    return request
 
 
 def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[ToolCall]]:

@@ -37,6 +37,7 @@ from stackkit.providers.utils.local_chat import (
     chat_chunks,
     chat_response,
     check_sampling,
+    chosen_tool_use,
     completion_chunks,
     completion_response,
     render_prompt,
@@ -183,6 +184,7 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self._check_model(request.model)
         engine = await self.loading.get()
+        request = await chosen_tool_use(_Template(engine), request, self.chat_completion)
         prompt = engine.tokenize(render_prompt(_Template(engine), request), chat=True)
         schema = request_schema(request, token_budget(request, len(prompt), self.config.n_ctx,
                                                       self.config.default_max_tokens))

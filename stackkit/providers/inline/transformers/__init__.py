@@ -37,6 +37,7 @@ from stackkit.providers.utils.local_chat import (
     chat_chunks,
     chat_response,
     check_sampling,
+    chosen_tool_use,
     completion_chunks,
     completion_response,
     render_prompt,
@@ -190,6 +191,7 @@ class TransformersInference(LocalModel[_Loaded]):
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
         self._check_model(request.model)
         loaded = await self.loading.get()
+        request = await chosen_tool_use(loaded.tokenizer, request, self.chat_completion)
         prompt = render_prompt(loaded.tokenizer, request)
         ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         schema = request_schema(request, token_budget(request, len(ids), loaded.context_length,
