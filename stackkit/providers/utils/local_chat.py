@@ -117,7 +117,7 @@ async def chosen_tool_use(tokenizer: Any, request: ChatCompletionRequest,
     history = [m.model_dump(exclude_none=True) for m in request.messages if m.role not in ("system", "developer")]
     yes_or_no = {"name": "decision", "schema": {"enum": ["yes", "no"]}}
     decision = ChatCompletionRequest.model_validate({
-        "model": request.model, "temperature": 0, "max_tokens": 4,
+        "model": request.model, "temperature": 0, "max_tokens": 8,
         "messages": [{"role": "system", "content": described}, *history],
         "response_format": {"type": "json_schema", "json_schema": yes_or_no}})
     answer = await complete(decision)
@@ -328,13 +328,22 @@ def request_schema(request: ChatCompletionRequest, budget: int, keys_by_pattern:
     return fitted(closed(schema, declared_only=True), budget)
 
 
-# A JSON object of any shape (json_object mode): written out so its strings can be bounded like a schema's.
-ANY_OBJECT: dict[str, Any] = {
-    "$defs": {"any": {"anyOf": [  # not "value": llama.cpp's converter has a rule of that name
-        {"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
-        {"type": "array", "items": {"$ref": "#/$defs/any"}},
-        {"type": "object", "additionalProperties": {"$ref": "#/$defs/any"}}]}},
-    "type": "object", "additionalProperties": {"$ref": "#/$defs/any"}}
+MAX_DEPTH = 5  # json_object mode: objects and arrays nest at most this deep
+
+
+def _any_json(depth: int) -> dict[str, Any]:
+    """A JSON object of any shape (json_object mode) nested at most `depth` deep, written out so that its
+    strings can be bounded like a schema's (a small model otherwise nests {"a":{"a":{... until max_tokens)."""
+    defs: dict[str, Any] = {}
+    for level in range(depth + 1):
+        inner = [{"type": "array", "items": {"$ref": f"#/$defs/any{level - 1}"}},
+                 {"type": "object", "additionalProperties": {"$ref": f"#/$defs/any{level - 1}"}}] if level else []
+        defs[f"any{level}"] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"},
+                                         {"type": "null"}, *inner]}  # not "value": llama.cpp's converter uses it
+    return {"$defs": defs, "type": "object", "additionalProperties": {"$ref": f"#/$defs/any{depth - 1}"}}
+
+
+ANY_OBJECT = _any_json(MAX_DEPTH)
 SHORT_KEY = '^[^"\\\\]{0,40}$'
 
 

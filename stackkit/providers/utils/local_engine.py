@@ -126,23 +126,75 @@ class LocalModel(abc.ABC, Generic[E]):
                                 code="model_not_found")
 
 
-_CLOSING = {'"': 1, "}": 1, "]": 1, "{": -1, "[": -1, ",": -1}
+class JsonClosing:
+    """Steers a constrained answer to the end of its JSON in the last tokens of its budget: each token's text
+    is scored by how far it goes toward ending the document from where the output stands, inside a string
+    or not (`outside`, `inside`: one score per token id). Closing a string or a bracket counts up; opening
+    a bracket or another item (a comma) and whitespace count down; among the rest (what the grammar forces,
+    such as a key), the longest text wins."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.outside = [self._score(p, False) for p in pieces]
+        self.inside = [self._score(p, True) for p in pieces]
+
+    @staticmethod
+    def _lex(text: str, in_string: bool) -> tuple[float, bool]:
+        score, escaped = 0.0, False
+        for c in text:
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif c == "\\":
+                    escaped = True
+                elif c == '"':
+                    in_string, score = False, score + 1
+                else:
+                    score += 0.01  # among tokens the grammar forces (a key), the longest
+            elif c in "}]":
+                score += 1
+            elif c in "{[,":
+                score -= 1
+            elif c == '"':
+                in_string = True
+            elif c.isspace():
+                score -= 0.5
+            else:
+                score += 0.01
+        return score, in_string
+
+    @classmethod
+    def _score(cls, piece: str, in_string: bool) -> float:
+        return cls._lex(piece, in_string)[0]
+
+    def state(self, tokens: list[int]) -> bool:
+        """Whether the output made of `tokens` ends inside a string."""
+        in_string = False
+        for token in tokens:
+            in_string = self.after(in_string, token)
+        return in_string
+
+    def after(self, in_string: bool, token: int) -> bool:
+        """Whether the output is inside a string once `token` is added."""
+        return self._lex(self.pieces[token], in_string)[1] if 0 <= token < len(self.pieces) else in_string
 
 
-def closing_scores(pieces: list[str]) -> list[float]:
-    """How far each token's text goes toward ending a JSON document: closing quotes and brackets count up,
-    opening brackets and commas (another item) down, and a text that ends in a bracket a half more (`"}`
-    ends a string and an object; `}"` may only end a string). Used near the end of a constrained answer's
-    budget."""
-    return [sum(_CLOSING.get(c, 0) for c in piece) + (0.5 if piece.rstrip().endswith(("}", "]")) else 0)
-            for piece in pieces]
-
-
-def closing_reserve(budget: int) -> int:
+def closing_reserve(budget: int, schema: Any) -> int:
     """The last tokens of a constrained answer's budget, in which the engine picks, among the tokens the
     grammar allows, the one that goes furthest toward ending the JSON (the model's choice among equals):
-    a model still looping then ends with whole JSON, not with max_tokens in the middle of it."""
-    return max(8, min(48, budget // 4))
+    a model still looping then ends with whole JSON, not with max_tokens in the middle of it. Room for the
+    closing brackets, and for each required property (its key may still have to be written); never more
+    than half the budget, so the model writes its own answer first."""
+    return min(budget // 2, max(8, min(48, budget // 4)) + 4 * _required(schema))
+
+
+def _required(node: Any) -> int:
+    if isinstance(node, list):
+        return sum(_required(n) for n in node)
+    if not isinstance(node, dict):
+        return 0
+    own = len(node["required"]) if isinstance(node.get("required"), list) else 0
+    return own + sum(_required(v) for k, v in node.items() if k not in ("required", "enum", "const", "default"))
 
 
 def check_model_path(provider_type: str, model: str, kinds: str) -> None:

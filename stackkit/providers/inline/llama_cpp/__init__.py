@@ -169,11 +169,11 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         engine.stop()
 
     def _start(self, engine: LlamaEngine, prompt: list[int], request: ChatCompletionRequest | CompletionRequest,
-               stops: list[str], grammar: str | None = None) -> _Text:
+               stops: list[str], grammar: str | None = None, reserve: int = 0) -> _Text:
         check_sampling(request, "inline::llama-cpp", constrains=True)
         budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens,
                               ", or raise n_ctx")
-        sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar, reserve=closing_reserve(budget),
+        sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar, reserve=reserve,
                             temperature=1.0 if request.temperature is None else request.temperature,
                             top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
         engine.submit(sequence)
@@ -186,10 +186,10 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         engine = await self.loading.get()
         request = await chosen_tool_use(_Template(engine), request, self.chat_completion)
         prompt = engine.tokenize(render_prompt(_Template(engine), request), chat=True)
-        schema = request_schema(request, token_budget(request, len(prompt), self.config.n_ctx,
-                                                      self.config.default_max_tokens))
+        budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens)
+        schema = request_schema(request, budget)
         grammar = None if schema is None else await asyncio.to_thread(_gbnf, engine, schema, schema_param(request))
-        gen = self._start(engine, prompt, request, request.stop_list(), grammar)
+        gen = self._start(engine, prompt, request, request.stop_list(), grammar, closing_reserve(budget, schema))
         return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackkit.providers.utils.local_engine import END, WorkerLoop, closing_scores, drain
+from stackkit.providers.utils.local_engine import END, JsonClosing, WorkerLoop, drain
 
 log = logging.getLogger("stackkit.llama_cpp")
 TOP_K = 16  # greedy constrained decoding first looks for an allowed token among the model's 16 likeliest
@@ -41,6 +41,7 @@ class Sequence:
     seed: int | None = None
     grammar: str | None = None  # GBNF the output must follow
     reserve: int = 0  # the last tokens of the budget, in which a grammar's output is steered to its end
+    in_string: bool | None = None  # while steered: whether the output is inside a JSON string
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
@@ -128,7 +129,8 @@ class LlamaEngine(WorkerLoop[Sequence]):
         self._one, self._some, self._all = (lib.llama_token_data_array(b, len(b), -1, False) for b in self._buffers)
         self._some_view, self._all_view = (np.ctypeslib.as_array(b).view(record) for b in self._buffers[1:])
         self._ids = np.arange(self.n_vocab, dtype=np.int32)
-        self._closers: Any = None  # closing_scores of every token, made on first need
+        self._json: JsonClosing | None = None  # made on first need
+        self._json_scores: tuple[Any, Any] = (None, None)  # its outside and inside scores as arrays
 
     def parses(self, grammar: str) -> bool:
         """Whether llama.cpp accepts `grammar` (its parser logs why not; a sampler it cannot build is NULL)."""
@@ -322,18 +324,23 @@ class LlamaEngine(WorkerLoop[Sequence]):
 
     def _closing(self, s: Sequence) -> int:
         """Near the end of the budget: of the tokens the grammar allows, the one going furthest toward
-        ending the JSON (closing_scores), the model's likeliest among equals."""
+        ending the JSON from where the output stands (JsonClosing), the model's likeliest among equals."""
         import numpy as np
 
-        if self._closers is None:
-            self._closers = np.array(closing_scores([self._piece(i, special=False).decode("utf-8", "replace")
-                                                     for i in range(self.n_vocab)]), dtype=np.float32)
+        if self._json is None:
+            self._json = JsonClosing([self._piece(i, special=False).decode("utf-8", "replace")
+                                      for i in range(self.n_vocab)])
+            self._json_scores = (np.array(self._json.outside, np.float32), np.array(self._json.inside, np.float32))
+        if s.in_string is None:
+            s.in_string = self._json.state(s.tokens)
         logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
         self._all_view["id"], self._all_view["logit"] = self._ids, logits
         self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
         self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
-        token = int(np.argmax(self._all_view["logit"] + self._closers * 1e4))  # -inf stays -inf
+        scores = self._json_scores[1 if s.in_string else 0]
+        token = int(np.argmax(self._all_view["logit"] + scores * 1e4))  # -inf stays -inf
         self.lib.llama_sampler_accept(s.grammar_sampler, token)
+        s.in_string = self._json.after(s.in_string, token)
         return token
 
     def _best_allowed(self, s: Sequence, logits: Any) -> int:

@@ -172,14 +172,14 @@ class TransformersInference(LocalModel[_Loaded]):
         loaded.engine.stop()
 
     def _start(self, loaded: _Loaded, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
-               stops: list[str], matcher: Any = None) -> _TextStream:
+               stops: list[str], matcher: Any = None, reserve: int = 0) -> _TextStream:
         from stackkit.providers.inline.transformers.engine import Generation
 
         check_sampling(request, "inline::transformers", constrains=True)
         wanted = token_budget(request, len(prompt_ids), loaded.context_length, self.config.default_max_tokens)
-        closers = None if matcher is None else loaded.grammars.closers()
+        closing = None if matcher is None else loaded.grammars.closing()
         generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
-                                closers=closers, reserve=closing_reserve(wanted),
+                                closing=closing, reserve=reserve,
                                 temperature=1.0 if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
                                 matcher=matcher)
@@ -194,11 +194,11 @@ class TransformersInference(LocalModel[_Loaded]):
         request = await chosen_tool_use(loaded.tokenizer, request, self.chat_completion)
         prompt = render_prompt(loaded.tokenizer, request)
         ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        schema = request_schema(request, token_budget(request, len(ids), loaded.context_length,
-                                                      self.config.default_max_tokens), keys_by_pattern=True)
+        budget = token_budget(request, len(ids), loaded.context_length, self.config.default_max_tokens)
+        schema = request_schema(request, budget, keys_by_pattern=True)
         matcher = None if schema is None else await asyncio.to_thread(loaded.grammars.matcher, schema,
                                                                          schema_param(request))
-        gen = self._start(loaded, ids, request, request.stop_list(), matcher)
+        gen = self._start(loaded, ids, request, request.stop_list(), matcher, closing_reserve(budget, schema))
         return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:

@@ -43,8 +43,10 @@ class Generation:
     generator: torch.Generator | None = None
     matcher: Any = None  # an llguidance matcher: only tokens that keep the output in its grammar are sampled
     bitmask: torch.Tensor | None = None
-    closers: torch.Tensor | None = None  # closing_scores of the vocabulary, with a matcher
+    closing: Any = None  # with a matcher: (JsonClosing, its outside and inside scores as tensors)
     reserve: int = 0  # the last tokens of the budget, in which the matcher's output is steered to its end
+    history: list[int] = field(default_factory=list)  # tokens so far, with a matcher
+    in_string: bool | None = None  # while steered: whether the output is inside a JSON string
 
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -155,6 +157,10 @@ class BatchEngine(WorkerLoop[Generation]):
             return True
         g.generated += 1
         g.emit(token)
+        if g.closing is not None:
+            g.history.append(token)
+            if g.in_string is not None:
+                g.in_string = g.closing[0].after(g.in_string, token)
         if g.matcher is not None and (not g.matcher.consume_token(token) or g.matcher.is_stopped()):
             g.finish_reason = "stop"  # the grammar is complete: nothing more may follow
             g.emit(END)
@@ -204,12 +210,15 @@ class BatchEngine(WorkerLoop[Generation]):
         if any(g.matcher is not None for g in rows):
             logits = logits.float()
             cls._constrain(logits, rows)
-            closing = {i for i, g in enumerate(rows) if g.closers is not None and g.max_new_tokens - g.generated
+            closing = {i for i, g in enumerate(rows) if g.closing is not None and g.max_new_tokens - g.generated
                        <= g.reserve}
             for i in closing:  # of the allowed tokens, the one going furthest toward ending the JSON
-                closers = rows[i].closers
-                assert closers is not None
-                logits[i, :closers.shape[0]] += closers * 1e4
+                g = rows[i]
+                json, outside, inside = g.closing
+                if g.in_string is None:
+                    g.in_string = json.state(g.history)
+                scores = inside if g.in_string else outside
+                logits[i, :scores.shape[0]] += scores * 1e4
         if all(g.temperature <= 0 or i in closing for i, g in enumerate(rows)):  # greedy: one op for the batch
             return [int(t) for t in logits.argmax(dim=-1).tolist()]
         tokens = []

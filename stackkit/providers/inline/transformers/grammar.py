@@ -18,7 +18,7 @@ import warnings
 from typing import Any
 
 from stackkit.errors import InvalidRequestError, MissingPackageError
-from stackkit.providers.utils.local_engine import closing_scores
+from stackkit.providers.utils.local_engine import JsonClosing
 
 COMPACT = {"whitespace_flexible": False}  # no runs of spaces or newlines for a small model to get lost in
 
@@ -31,19 +31,19 @@ class Grammars:
         self.vocab_size = vocab_size
         self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._closers: Any = None
+        self._closing: Any = None
 
-    def closers(self) -> Any:
-        """closing_scores of the vocabulary as a tensor (made once: token texts as the tokenizer stores them,
-        where JSON's quotes and brackets are themselves)."""
+    def closing(self) -> tuple[JsonClosing, Any, Any]:
+        """The vocabulary's JsonClosing and its outside and inside scores as tensors (made once, from token
+        texts as the tokenizer stores them, where JSON's quotes, brackets and backslashes are themselves)."""
         import torch
 
         with self._lock:
-            if self._closers is None:
+            if self._closing is None:
                 pieces = self.hf_tokenizer.convert_ids_to_tokens(list(range(len(self.hf_tokenizer))))
-                scores = closing_scores([p or "" for p in pieces])[: self.vocab_size]
-                self._closers = torch.tensor(scores, dtype=torch.float32)
-        return self._closers
+                json = JsonClosing([p or "" for p in pieces][: self.vocab_size])
+                self._closing = (json, torch.tensor(json.outside), torch.tensor(json.inside))
+        return self._closing  # type: ignore[no-any-return]
 
     def _llg(self) -> Any:
         try:
