@@ -14,10 +14,10 @@ per-test event loop closes under it. Uninstall langchain-tests afterwards: it al
 
 from __future__ import annotations
 
-import atexit
 import os
 import textwrap
 
+import pytest
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
@@ -32,7 +32,12 @@ _server = LiveServer(parse_config(textwrap.dedent(f"""
     registered_resources: {{models: [{{model_id: {MODEL}, provider_id: local}}]}}
     storage: {{backends: {{m: {{type: memory}}}}, stores: {{registry: m}}}}
     """), env={}), start_timeout_s=300).start()
-atexit.register(_server.stop)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_server_after_the_suite():  # type: ignore[no-untyped-def]
+    yield
+    _server.stop()  # here, not at exit: by then Python refuses the worker threads the shutdown uses
 
 
 class TestStackkitChatOpenAI(ChatModelIntegrationTests):
