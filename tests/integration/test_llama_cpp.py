@@ -217,3 +217,16 @@ async def test_a_cached_prompt_prefix_is_not_prefilled_again_and_answers_the_sam
     follow = await llama.chat.completions.create(model=MODEL, messages=turn, temperature=0, max_tokens=20)
     assert engine.reused - before >= again.usage.prompt_tokens  # the whole first turn came from the cache
     assert follow.choices[0].message.content
+
+
+async def test_n_choices_and_a_clear_400_for_logprobs(llama: AsyncLibraryClient) -> None:
+    import openai
+
+    story: Any = [SYSTEM, {"role": "user", "content": "Write a story about a dragon."}]
+    kwargs: Any = {"model": MODEL, "messages": story, "temperature": 1.0, "max_tokens": 8, "seed": 5, "n": 3}
+    first, again = [await llama.chat.completions.create(**kwargs) for _ in range(2)]
+    assert [c.message.content for c in again.choices] == [c.message.content for c in first.choices]
+    assert len({c.message.content for c in first.choices}) >= 2 and first.usage.completion_tokens == 24
+    with pytest.raises(openai.BadRequestError, match="inline::transformers, which does") as err:
+        await llama.chat.completions.create(model=MODEL, messages=FRANCE, logprobs=True)
+    assert err.value.param == "logprobs"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import textwrap
 from collections.abc import AsyncIterator
 from typing import Any
@@ -162,3 +163,44 @@ async def test_responses_structured_output_and_a_plain_turn(smol: Any) -> None:
     plain = await smol.responses.create(model=MODEL, input="What is the capital of France?", temperature=0,
                                         max_output_tokens=30)
     assert "Paris" in plain.output_text
+
+
+async def test_logprobs_in_openai_shapes_whole_and_streamed(smol: Any) -> None:
+    ask: Any = [{"role": "user", "content": "What is the capital of France?"}]
+    out = await smol.chat.completions.create(model=MODEL, messages=ask, temperature=0, max_tokens=8, logprobs=True,
+                                             top_logprobs=3)
+    content = out.choices[0].logprobs.content
+    assert len(content) == out.usage.completion_tokens and "".join(t.token for t in content) == \
+        out.choices[0].message.content
+    for t in content:  # greedy: each token is the likeliest, alternatives in order, probabilities real
+        assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+        assert len(t.top_logprobs) == 3 and t.token == t.top_logprobs[0].token
+        assert t.logprob == pytest.approx(t.top_logprobs[0].logprob) and t.logprob <= 0
+        assert sum(math.exp(a.logprob) for a in t.top_logprobs) <= 1.0001 and bytes(t.bytes) == t.token.encode()
+    stream = await smol.chat.completions.create(model=MODEL, messages=ask, temperature=0, max_tokens=8,
+                                                logprobs=True, stream=True)
+    streamed = [t for c in [c async for c in stream] if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+    plain = await smol.chat.completions.create(model=MODEL, messages=ask, temperature=0, max_tokens=8)
+    assert plain.choices[0].logprobs is None
+
+
+async def test_n_choices_seeded_whole_and_streamed_and_each_constrained(smol: Any) -> None:
+    story: Any = [{"role": "user", "content": "Write a story about a dragon."}]
+    kwargs: Any = {"model": MODEL, "messages": story, "temperature": 1.0, "max_tokens": 8, "seed": 5, "n": 3}
+    first, again = [await smol.chat.completions.create(**kwargs) for _ in range(2)]
+    texts = [c.message.content for c in first.choices]
+    assert [c.index for c in first.choices] == [0, 1, 2] and len(set(texts)) >= 2
+    assert [c.message.content for c in again.choices] == texts  # choice i is seeded seed + i
+    assert first.usage.completion_tokens == 24 and first.usage.prompt_tokens < 40  # the prompt counted once
+    stream = await smol.chat.completions.create(**{**kwargs, "n": 2}, stream=True,
+                                                stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    streamed = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i)
+                for i in range(2)]
+    assert streamed == texts[:2] and chunks[-1].usage.completion_tokens == 16
+    joke: Any = {"type": "json_schema", "json_schema": {"name": "joke", "schema": JOKE}}
+    both = await smol.chat.completions.create(**{**kwargs, "max_tokens": 60, "n": 2}, response_format=joke)
+    for choice in both.choices:  # a grammar state each
+        jsonschema.validate(json.loads(choice.message.content), JOKE)

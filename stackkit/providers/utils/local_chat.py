@@ -19,6 +19,7 @@ from stackkit.apis.inference import (
     ChatCompletionMessage,
     ChatCompletionRequest,
     ChoiceDelta,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
     CompletionRequest,
@@ -190,25 +191,35 @@ def _message(text: str, tools: set[str], finish: str) -> tuple[ChatCompletionMes
     return ChatCompletionMessage(content=text), finish
 
 
+def _logprobs(gen: TextGeneration, request: ChatCompletionRequest) -> ChoiceLogprobs | None:
+    """The token logprobs a generation recorded since this was last asked, when the request asked for them
+    (generations of engines that record them have `take_logprobs()`; check_sampling refuses the rest)."""
+    if not request.logprobs:
+        return None
+    take = getattr(gen, "take_logprobs", None)
+    return ChoiceLogprobs(content=take() if take is not None else [])
+
+
 async def chat_response(gen: TextGeneration, request: ChatCompletionRequest) -> ChatCompletion:
     text = await gen.text()
     message, finish = _message(text, tool_names(request), gen.finish_reason)
+    choice = ChatCompletionChoice(message=message, finish_reason=finish, logprobs=_logprobs(gen, request))  # type: ignore[arg-type]
     return ChatCompletion(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model,
-                          usage=usage_of(gen),
-                          choices=[ChatCompletionChoice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
+                          usage=usage_of(gen), choices=[choice])
 
 
 def chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> Stream[ChatCompletionChunk]:
     """The generation as chunks; closing the stream (read or not) stops the generation."""
-    return Stream(_chat_chunks(gen, request), gen.close)
+    return Stream(choice_chunks(gen, request), gen.close)
 
 
-async def _chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+async def choice_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    """One generation's chunks (one choice of a streamed chat completion)."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+    def chunk(delta: ChoiceDelta, finish: str | None = None, logprobs: Any = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[
-            ChatCompletionChunkChoice(delta=delta, finish_reason=finish)])  # type: ignore[arg-type]
+            ChatCompletionChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])  # type: ignore[arg-type]
 
     yield chunk(ChoiceDelta(role="assistant", content=""))
     tools = tool_names(request)
@@ -216,14 +227,14 @@ async def _chat_chunks(gen: TextGeneration, request: ChatCompletionRequest) -> A
         text = "".join([piece async for piece in gen.pieces()])
         message, finish = _message(text, tools, gen.finish_reason)
         if message.content:
-            yield chunk(ChoiceDelta(content=message.content))
+            yield chunk(ChoiceDelta(content=message.content), logprobs=_logprobs(gen, request))
         for i, call in enumerate(message.tool_calls or []):
             yield chunk(ChoiceDelta(tool_calls=[ToolCallDelta(
                 index=i, id=call.id, type="function",
                 function=ToolCallDeltaFunction(name=call.function.name, arguments=call.function.arguments))]))
     else:
         async for piece in gen.pieces():
-            yield chunk(ChoiceDelta(content=piece))
+            yield chunk(ChoiceDelta(content=piece), logprobs=_logprobs(gen, request))
         finish = gen.finish_reason
     yield chunk(ChoiceDelta(), finish)
     if request.stream_options and request.stream_options.include_usage:
@@ -252,14 +263,18 @@ async def _completion_chunks(gen: TextGeneration, request: CompletionRequest) ->
 
 
 def check_sampling(request: ChatCompletionRequest | CompletionRequest, provider: str,
-                   constrains: bool = False) -> None:
+                   constrains: bool = False, choices: bool = False, logprobs: bool = False) -> None:
     """Reject what local generation does not do, instead of answering as if it had (`constrains`: the
-    provider enforces forced tool calls and JSON output itself)."""
-    if getattr(request, "n", None) not in (None, 1):
-        raise InvalidRequestError(f"{provider} generates one choice per request; set n=1.", param="n")
-    if request.logprobs:
-        raise InvalidRequestError(f"{provider} does not return logprobs; remove them or use a provider that "
-                                  "does.", param="logprobs")
+    provider enforces forced tool calls and JSON output itself; `choices`: it answers n > 1 on chat;
+    `logprobs`: it returns chat logprobs)."""
+    chat = isinstance(request, ChatCompletionRequest)
+    if getattr(request, "n", None) not in (None, 1) and not (choices and chat):
+        raise InvalidRequestError(f"{provider} generates one choice per {'request' if chat else 'completion'}; "
+                                  "set n=1" + (" or use /v1/chat/completions." if choices else "."), param="n")
+    if request.logprobs and not (logprobs and chat):
+        raise InvalidRequestError(f"{provider} does not return logprobs here; remove them" +
+                                  (", or ask /v1/chat/completions." if logprobs else
+                                   ", or use inline::transformers, which does."), param="logprobs")
     for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
         if getattr(request, name, None):
             raise InvalidRequestError(f"{provider} does not apply {name}; remove it.", param=name)

@@ -34,8 +34,7 @@ from stackkit.apis.inference import (
 from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError
 from stackkit.providers.inline.llama_cpp.engine import LlamaEngine, Sequence
 from stackkit.providers.utils.local_chat import (
-    chat_chunks,
-    chat_response,
+    TextGeneration,
     check_sampling,
     chosen_tool_use,
     completion_chunks,
@@ -46,6 +45,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
+from stackkit.providers.utils.local_choices import chat_choice_chunks, chat_choices
 from stackkit.providers.utils.local_engine import LocalModel, check_model_path, closing_reserve, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
@@ -169,13 +169,15 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         engine.stop()
 
     def _start(self, engine: LlamaEngine, prompt: list[int], request: ChatCompletionRequest | CompletionRequest,
-               stops: list[str], grammar: str | None = None, reserve: int = 0) -> _Text:
-        check_sampling(request, "inline::llama-cpp", constrains=True)
+               stops: list[str], grammar: str | None = None, reserve: int = 0, choice: int = 0) -> _Text:
+        """Submit one sequence (choice `choice` of n: its seed is the request's plus `choice`)."""
+        check_sampling(request, "inline::llama-cpp", constrains=True, choices=True)
         budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens,
                               ", or raise n_ctx")
         sequence = Sequence(prompt=prompt, max_tokens=budget, grammar=grammar, reserve=reserve,
                             temperature=1.0 if request.temperature is None else request.temperature,
-                            top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
+                            top_p=1.0 if request.top_p is None else request.top_p,
+                            seed=None if request.seed is None else request.seed + choice)
         engine.submit(sequence)
         return _Text(sequence, stops)
 
@@ -189,8 +191,10 @@ class LlamaCppInference(LocalModel[LlamaEngine]):
         budget = token_budget(request, len(prompt), self.config.n_ctx, self.config.default_max_tokens)
         schema = request_schema(request, budget)
         grammar = None if schema is None else await asyncio.to_thread(_gbnf, engine, schema, schema_param(request))
-        gen = self._start(engine, prompt, request, request.stop_list(), grammar, closing_reserve(budget, schema))
-        return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
+        reserve = closing_reserve(budget, schema)
+        gens: list[TextGeneration] = [self._start(engine, prompt, request, request.stop_list(), grammar, reserve, i)
+                                      for i in range(request.n or 1)]
+        return chat_choice_chunks(gens, request) if request.stream else await chat_choices(gens, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         self._check_model(request.model)

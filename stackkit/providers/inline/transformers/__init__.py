@@ -30,12 +30,13 @@ from stackkit.apis.inference import (
     EmbeddingRequest,
     EmbeddingResponse,
     ProviderModel,
+    TokenLogprob,
+    TopLogprob,
 )
 from stackkit.errors import ConfigError, InvalidRequestError, MissingPackageError
 from stackkit.providers.inline.transformers.grammar import Grammars
 from stackkit.providers.utils.local_chat import (
-    chat_chunks,
-    chat_response,
+    TextGeneration,
     check_sampling,
     chosen_tool_use,
     completion_chunks,
@@ -46,6 +47,7 @@ from stackkit.providers.utils.local_chat import (
     stops_of,
     until_stop,
 )
+from stackkit.providers.utils.local_choices import chat_choice_chunks, chat_choices
 from stackkit.providers.utils.local_engine import LocalModel, check_model_path, closing_reserve, token_budget
 from stackkit.providers.utils.model_cache import default_model_id, resolve
 
@@ -172,17 +174,20 @@ class TransformersInference(LocalModel[_Loaded]):
         loaded.engine.stop()
 
     def _start(self, loaded: _Loaded, prompt_ids: list[int], request: ChatCompletionRequest | CompletionRequest,
-               stops: list[str], matcher: Any = None, reserve: int = 0) -> _TextStream:
+               stops: list[str], matcher: Any = None, reserve: int = 0, choice: int = 0) -> _TextStream:
+        """Submit one generation (choice `choice` of n: its seed is the request's plus `choice`)."""
         from stackkit.providers.inline.transformers.engine import Generation
 
-        check_sampling(request, "inline::transformers", constrains=True)
+        check_sampling(request, "inline::transformers", constrains=True, choices=True, logprobs=True)
+        logprobs = isinstance(request, ChatCompletionRequest) and request.logprobs
         wanted = token_budget(request, len(prompt_ids), loaded.context_length, self.config.default_max_tokens)
         closing = None if matcher is None else loaded.grammars.closing()
         generation = Generation(prompt_ids=prompt_ids, max_new_tokens=wanted, stop_token_ids=loaded.stop_ids,
                                 closing=closing, reserve=reserve,
                                 temperature=1.0 if request.temperature is None else request.temperature,
-                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
-                                matcher=matcher)
+                                top_p=1.0 if request.top_p is None else request.top_p,
+                                seed=None if request.seed is None else request.seed + choice, matcher=matcher,
+                                top_logprobs=(getattr(request, "top_logprobs", None) or 0) if logprobs else None)
         loaded.engine.submit(generation)
         return _TextStream(loaded.tokenizer, generation, stops)
 
@@ -196,10 +201,13 @@ class TransformersInference(LocalModel[_Loaded]):
         ids: list[int] = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         budget = token_budget(request, len(ids), loaded.context_length, self.config.default_max_tokens)
         schema = request_schema(request, budget, keys_by_pattern=True)
-        matcher = None if schema is None else await asyncio.to_thread(loaded.grammars.matcher, schema,
-                                                                         schema_param(request))
-        gen = self._start(loaded, ids, request, request.stop_list(), matcher, closing_reserve(budget, schema))
-        return chat_chunks(gen, request) if request.stream else await chat_response(gen, request)
+        gens: list[TextGeneration] = []
+        for choice in range(request.n or 1):  # a matcher each: a grammar's state is its sequence's
+            matcher = None if schema is None else await asyncio.to_thread(loaded.grammars.matcher, schema,
+                                                                             schema_param(request))
+            gens.append(self._start(loaded, ids, request, request.stop_list(), matcher,
+                                    closing_reserve(budget, schema), choice))
+        return chat_choice_chunks(gens, request) if request.stream else await chat_choices(gens, request)
 
     async def completion(self, request: CompletionRequest) -> Completion | AsyncIterator[Completion]:
         self._check_model(request.model)
@@ -230,6 +238,26 @@ class _TextStream:
         self.stops = stops
         self.tokens: list[int] = []
         self.stopped_by_string = False
+        self.logprobs: list[TokenLogprob] = []  # with top_logprobs: one per token, in order
+        self._taken = 0
+
+    def take_logprobs(self) -> list[TokenLogprob]:
+        """The logprobs recorded since the last call."""
+        taken, self._taken = self._taken, len(self.logprobs)
+        return self.logprobs[taken:]
+
+    def _record(self, item: Any) -> int:
+        """A token from the engine (an id, or with logprobs an (id, logprob, alternatives) tuple): its id."""
+        if not isinstance(item, tuple):
+            return int(item)
+        token, logprob, alternatives = item
+        self.logprobs.append(TokenLogprob(**self._text_of(token), logprob=logprob, top_logprobs=[
+            TopLogprob(**self._text_of(i), logprob=lp) for i, lp in alternatives]))
+        return int(token)
+
+    def _text_of(self, token: int) -> dict[str, Any]:
+        text = str(self.tokenizer.decode([token]))  # a token holding part of a character decodes to U+FFFD
+        return {"token": text, "bytes": list(text.encode("utf-8"))}
 
     @property
     def finish_reason(self) -> str:
@@ -248,7 +276,7 @@ class _TextStream:
             return "".join([piece async for piece in self.pieces()])
         tokens = self.generation.tokens()
         try:
-            self.tokens = [token async for token in tokens]
+            self.tokens = [self._record(token) async for token in tokens]
         finally:
             await tokens.aclose()
         return str(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
@@ -266,8 +294,8 @@ class _TextStream:
         prefix, read = 0, 0  # tokens[prefix:read] were decoded last time, to give later tokens their context
         tokens = self.generation.tokens()
         try:
-            async for token in tokens:
-                self.tokens.append(token)
+            async for item in tokens:
+                self.tokens.append(self._record(item))
                 before = self.tokenizer.decode(self.tokens[prefix:read], skip_special_tokens=True)
                 after = self.tokenizer.decode(self.tokens[prefix:], skip_special_tokens=True)
                 if len(after) <= len(before) or after.endswith("\ufffd"):

@@ -47,12 +47,14 @@ class Generation:
     reserve: int = 0  # the last tokens of the budget, in which the matcher's output is steered to its end
     history: list[int] = field(default_factory=list)  # tokens so far, with a matcher
     in_string: bool | None = None  # while steered: whether the output is inside a JSON string
+    top_logprobs: int | None = None  # record each token's logprob and this many alternatives (None: no logprobs)
 
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
-    def tokens(self) -> AsyncGenerator[int, None]:
-        """Token ids as they are sampled; the generation is cancelled if the consumer goes away."""
+    def tokens(self) -> AsyncGenerator[Any, None]:
+        """Token ids as they are sampled (with top_logprobs: (id, logprob, [(id, logprob), ...]) tuples); the
+        generation is cancelled if the consumer goes away."""
         return drain(self.out, self._cancel)
 
     def _cancel(self) -> None:
@@ -109,8 +111,8 @@ class BatchEngine(WorkerLoop[Generation]):
             ids = torch.tensor([g.prompt_ids], device=self.device)
             out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
                              past_key_values=cache, position_ids=torch.arange(ids.shape[1], device=self.device)[None])
-            token = self._sample(out.logits[:, -1, :], [g])[0]
-            self._merge(cache, torch.ones_like(ids), g, token)
+            token = self._sample_logged(out.logits[:, -1, :], [g])[0]
+            self._merge(cache, torch.ones_like(ids), g, _id(token))
             if self._deliver(g, token):
                 self._drop([len(self.active) - 1])
 
@@ -142,13 +144,15 @@ class BatchEngine(WorkerLoop[Generation]):
         out = self.model(input_ids=self.last, attention_mask=self.mask, position_ids=positions,
                          past_key_values=self.cache, use_cache=True)
         self.steps += 1
-        tokens = self._sample(out.logits[:, -1, :], self.active)
-        self.last = torch.tensor([[t] for t in tokens], device=self.device)
+        tokens = self._sample_logged(out.logits[:, -1, :], self.active)
+        self.last = torch.tensor([[_id(t)] for t in tokens], device=self.device)
         done = [i for i, (g, t) in enumerate(zip(self.active, tokens, strict=True)) if self._deliver(g, t)]
         self._drop(done)
 
-    def _deliver(self, g: Generation, token: int) -> bool:
-        """Send one token; True when the sequence is finished (or its consumer left)."""
+    def _deliver(self, g: Generation, sampled: Any) -> bool:
+        """Send one token (with its logprobs, when asked); True when the sequence is finished (or its consumer
+        left)."""
+        token = _id(sampled)
         if g.cancelled:
             return True
         if token in g.stop_token_ids:
@@ -156,7 +160,7 @@ class BatchEngine(WorkerLoop[Generation]):
             g.emit(END)
             return True
         g.generated += 1
-        g.emit(token)
+        g.emit(sampled)
         if g.closing is not None:
             g.history.append(token)
             if g.in_string is not None:
@@ -205,6 +209,21 @@ class BatchEngine(WorkerLoop[Generation]):
             llguidance.torch.apply_token_bitmask_inplace(logits[i], g.bitmask)
 
     @classmethod
+    def _sample_logged(cls, logits: torch.Tensor, rows: list[Generation]) -> list[Any]:
+        """Tokens for `rows`; for rows that asked for logprobs, (token, logprob, top) under the model's own
+        distribution (before any grammar mask or temperature), as OpenAI reports them."""
+        wanted = [i for i, g in enumerate(rows) if g.top_logprobs is not None]
+        logprobs = torch.log_softmax(logits[wanted].float(), dim=-1) if wanted else None
+        tokens: list[Any] = cls._sample(logits, rows)
+        for j, i in enumerate(wanted):
+            assert logprobs is not None
+            k = rows[i].top_logprobs or 0
+            top = logprobs[j].topk(k) if k else None
+            alternatives = list(zip(top.indices.tolist(), top.values.tolist(), strict=True)) if top is not None else []
+            tokens[i] = (tokens[i], float(logprobs[j, tokens[i]]), alternatives)
+        return tokens
+
+    @classmethod
     def _sample(cls, logits: torch.Tensor, rows: list[Generation]) -> list[int]:
         closing: set[int] = set()
         if any(g.matcher is not None for g in rows):
@@ -234,6 +253,10 @@ class BatchEngine(WorkerLoop[Generation]):
                 probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
             tokens.append(int(torch.multinomial(probs.cpu(), 1, generator=g.generator)))
         return tokens
+
+
+def _id(sampled: Any) -> int:
+    return int(sampled[0]) if isinstance(sampled, tuple) else int(sampled)
 
 
 def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
