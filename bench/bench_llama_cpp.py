@@ -13,6 +13,9 @@
 * resident memory after loading and after the concurrent run.
 
     python -m bench.bench_llama_cpp [--weights auto|as-stored|bf16|f16] [--tokens 128] [--concurrency 8] [--rounds 3]
+
+(The reference server needs llama-cpp-python's `server` extra's packages: sse-starlette, starlette-context,
+pydantic-settings.)
 """
 
 from __future__ import annotations
