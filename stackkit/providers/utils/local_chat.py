@@ -338,8 +338,9 @@ def request_schema(request: ChatCompletionRequest, budget: int, keys_by_pattern:
     if fmt is None or fmt.type == "text":
         return None
     schema = fmt.json_schema.schema_ if fmt.type == "json_schema" else None  # type: ignore[union-attr]
-    if not schema or schema == {"type": "object"}:
-        return fitted(_keys_bounded(ANY_OBJECT) if keys_by_pattern else ANY_OBJECT, budget)
+    if not schema or schema == {"type": "object"}:  # any object: each string up to a quarter of the budget
+        return _cap_strings(ANY_OBJECT_SHORT_KEYS if keys_by_pattern else ANY_OBJECT,  # type: ignore[no-any-return]
+                            max(16, budget * CHARS_PER_TOKEN // 4))
     return fitted(closed(schema, declared_only=True), budget)
 
 
@@ -374,6 +375,7 @@ def _keys_bounded(node: Any) -> Any:
     return out
 
 
+ANY_OBJECT_SHORT_KEYS = _keys_bounded(ANY_OBJECT)
 CHARS_PER_TOKEN = 2  # what a small model repeating itself gets ("kami, kami, ..."); prose gets about 4
 ITEMS_GUESS = 4  # how many items an unbounded array is counted as when dividing the budget
 TOKENS_PER_PROPERTY = 5  # a key, its quotes, colon and comma
