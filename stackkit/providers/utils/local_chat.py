@@ -83,18 +83,26 @@ def render_prompt(tokenizer: Any, request: ChatCompletionRequest) -> str:
             "This model's tokenizer has no chat template; use /v1/completions, or set chat_template in the "
             "provider config.", param="messages")
     messages = template_messages(request)
-    with_tools = request.tools if request.tool_choice != "none" else None
-    wrapped = [{"type": "function", "function": t.function.model_dump(exclude_none=True)}
-               for t in with_tools or []] or None
+    wrapped = _wrapped(request) if request.tool_choice != "none" else None
     text = _apply(tokenizer, messages, wrapped)
     if wrapped is None or text != _apply(tokenizer, messages, None):
         return text
-    described = TOOLS_FALLBACK.format(tools="\n".join(json.dumps(t["function"]) for t in wrapped))
+    described = TOOLS_FALLBACK.format(tools=_listed(wrapped))
     if messages and messages[0]["role"] == "system":
         messages = [{**messages[0], "content": f"{messages[0]['content']}\n\n{described}"}, *messages[1:]]
     else:
         messages = [{"role": "system", "content": described}, *messages]
     return _apply(tokenizer, messages, None)
+
+
+def _wrapped(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    """The request's tools as chat templates take them (None without tools)."""
+    return [{"type": "function", "function": t.function.model_dump(exclude_none=True)}
+            for t in request.tools or []] or None
+
+
+def _listed(wrapped: list[dict[str, Any]]) -> str:
+    return "\n".join(json.dumps(t["function"]) for t in wrapped)
 
 
 TOOLS_DECISION = ("You can call these functions:\n{tools}\n\nShould one of them be called to answer the user's "
@@ -110,11 +118,11 @@ async def chosen_tool_use(tokenizer: Any, request: ChatCompletionRequest,
     After a tool result it is not asked again: it answers, and an agent loop ends."""
     if not request.tools or request.tool_choice not in (None, "auto") or request.messages[-1].role == "tool":
         return request
-    messages = template_messages(request)
-    wrapped = [{"type": "function", "function": t.function.model_dump(exclude_none=True)} for t in request.tools]
+    messages, wrapped = template_messages(request), _wrapped(request)
     if _apply(tokenizer, messages, wrapped) != _apply(tokenizer, messages, None):
         return request  # the template shows the model its tools: it decides in its own format
-    described = TOOLS_DECISION.format(tools="\n".join(json.dumps(t["function"]) for t in wrapped))
+    assert wrapped is not None
+    described = TOOLS_DECISION.format(tools=_listed(wrapped))
     history = [m.model_dump(exclude_none=True) for m in request.messages if m.role not in ("system", "developer")]
     yes_or_no = {"name": "decision", "schema": {"enum": ["yes", "no"]}}
     decision = ChatCompletionRequest.model_validate({

@@ -135,8 +135,8 @@ class JsonClosing:
 
     def __init__(self, pieces: list[str]) -> None:
         self.pieces = pieces
-        self.outside = [self._score(p, False) for p in pieces]
-        self.inside = [self._score(p, True) for p in pieces]
+        self.outside = [self._lex(p, False)[0] for p in pieces]
+        self.inside = [self._lex(p, True)[0] for p in pieces]
 
     @staticmethod
     def _lex(text: str, in_string: bool) -> tuple[float, bool]:
@@ -162,10 +162,6 @@ class JsonClosing:
             else:
                 score += 0.01
         return score, in_string
-
-    @classmethod
-    def _score(cls, piece: str, in_string: bool) -> float:
-        return cls._lex(piece, in_string)[0]
 
     def state(self, tokens: list[int]) -> bool:
         """Whether the output made of `tokens` ends inside a string."""

@@ -289,37 +289,40 @@ class LlamaEngine(WorkerLoop[Sequence]):
 
     def _grammar_complete(self, s: Sequence) -> bool:
         """Whether a grammar's output is whole (the grammar would let it end here)."""
-        if s.grammar_sampler is None:
-            return False
+        return s.grammar_sampler is not None and self._allows(s, self.lib.llama_vocab_eos(self.vocab))
+
+    def _allows(self, s: Sequence, token: int) -> bool:
+        """Whether the sequence's grammar allows `token` next (checked alone: cheap)."""
         one = self._one.data[0]
-        one.id, one.logit, one.p = self.lib.llama_vocab_eos(self.vocab), 0.0, 0.0
+        one.id, one.logit, one.p = token, 0.0, 0.0
         self._one.size, self._one.selected, self._one.sorted = 1, -1, False
         self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._one))
         return bool(one.logit != float("-inf"))
 
+    def _logits(self, s: Sequence) -> Any:
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
+
+    def _mask_all(self, s: Sequence, logits: Any) -> None:
+        """The whole vocabulary in `_all`, the tokens the grammar refuses at -inf (a few milliseconds)."""
+        self._all_view["id"], self._all_view["logit"] = self._ids, logits
+        self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
+        self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
+
     def _within_grammar(self, s: Sequence, token: int) -> int:
-        """`token` if the grammar allows it (checked alone: cheap), else the chain's pick among the tokens the
-        grammar allows (the whole vocabulary masked: a few milliseconds); the grammar then advances."""
-        lib = self.lib
+        """`token` if the grammar allows it, else the chain's pick among the tokens the grammar allows; the
+        grammar then advances."""
         if s.max_tokens - s.generated <= s.reserve:
             return self._closing(s)
-        one = self._one.data[0]
-        one.id, one.logit, one.p = token, 0.0, 0.0
-        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
-        lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._one))
-        if one.logit == float("-inf"):
-            import numpy as np
-
-            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
+        if not self._allows(s, token):
+            logits = self._logits(s)
             token = self._best_allowed(s, logits) if s.temperature <= 0 else -1
             if token < 0:  # sampling, or none of the likeliest allowed: mask the whole vocabulary
-                self._all_view["id"] = self._ids
-                self._all_view["logit"] = logits
-                self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
-                lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
-                lib.llama_sampler_apply(s.sampler, ctypes.byref(self._all))
+                self._mask_all(s, logits)
+                self.lib.llama_sampler_apply(s.sampler, ctypes.byref(self._all))
                 token = self._all.data[self._all.selected].id
-        lib.llama_sampler_accept(s.grammar_sampler, token)
+        self.lib.llama_sampler_accept(s.grammar_sampler, token)
         return int(token)
 
     def _closing(self, s: Sequence) -> int:
@@ -333,10 +336,7 @@ class LlamaEngine(WorkerLoop[Sequence]):
             self._json_scores = (np.array(self._json.outside, np.float32), np.array(self._json.inside, np.float32))
         if s.in_string is None:
             s.in_string = self._json.state(s.tokens)
-        logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, s.logits_at), shape=(self.n_vocab,))
-        self._all_view["id"], self._all_view["logit"] = self._ids, logits
-        self._all.size, self._all.selected, self._all.sorted = self.n_vocab, -1, False
-        self.lib.llama_sampler_apply(s.grammar_sampler, ctypes.byref(self._all))
+        self._mask_all(s, self._logits(s))
         scores = self._json_scores[1 if s.in_string else 0]
         token = int(np.argmax(self._all_view["logit"] + scores * 1e4))  # -inf stays -inf
         self.lib.llama_sampler_accept(s.grammar_sampler, token)
